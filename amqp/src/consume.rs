@@ -1,0 +1,90 @@
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::Channel;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Consuming stopped because the broker connection failed.
+#[derive(Debug, thiserror::Error)]
+#[error("consuming from {queue:?} failed: {source}")]
+pub struct ConsumeError {
+    pub queue: String,
+    #[source]
+    pub source: lapin::Error,
+}
+
+/// Consumes `queue` with manual acks, running `handle` for up to `concurrency` deliveries at a
+/// time (the prefetch is set to the same number). `handle` owns the delivery and must ack,
+/// reject or dead-letter it.
+///
+/// When `shutdown` is cancelled the consumer is cancelled first, so no new deliveries arrive,
+/// then in-flight handlers run to the end; unacked prefetched messages go back to the queue.
+pub async fn consume<H, Fut>(
+    channel: &Channel,
+    queue: &str,
+    concurrency: u16,
+    shutdown: CancellationToken,
+    handle: H,
+) -> Result<(), ConsumeError>
+where
+    H: Fn(Delivery) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let err = |source| ConsumeError {
+        queue: queue.to_owned(),
+        source,
+    };
+    let concurrency = concurrency.max(1);
+    channel
+        .basic_qos(concurrency, BasicQosOptions::default())
+        .await
+        .map_err(err)?;
+    let mut consumer = channel
+        .basic_consume(
+            queue,
+            "",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(err)?;
+    let tag = consumer.tag().to_string();
+    let slots = Arc::new(Semaphore::new(concurrency.into()));
+    let mut in_flight = JoinSet::new();
+    let result = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break Ok(()),
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                if let Err(panic) = done {
+                    tracing::error!(queue, %panic, "a message handler panicked");
+                }
+            }
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    let Ok(slot) = slots.clone().acquire_owned().await else { break Ok(()) };
+                    let work = handle(delivery);
+                    in_flight.spawn(async move {
+                        work.await;
+                        drop(slot);
+                    });
+                }
+                Some(Err(source)) => break Err(err(source)),
+                None => break Ok(()),
+            },
+        }
+    };
+    if result.is_ok() {
+        // Best effort: the channel may already be gone.
+        let _ = channel
+            .basic_cancel(&tag, BasicCancelOptions::default())
+            .await;
+    }
+    while in_flight.join_next().await.is_some() {}
+    result
+}

@@ -1,0 +1,83 @@
+//! RabbitMQ plumbing shared by the orchestrator and the activity SDK: connecting, declaring the
+//! durable topology, publishing with publisher confirms, consuming with manual acks and a
+//! graceful stop, and dead-lettering with a reason.
+//!
+//! Both sides of the system declare what they use, idempotently and with identical arguments,
+//! so either may start first.
+
+mod consume;
+mod dead_letter;
+mod publish;
+mod topology;
+
+pub use consume::{consume, ConsumeError};
+pub use dead_letter::dead_letter;
+pub use publish::{OutgoingMessage, PendingConfirm, PublishError, Publisher};
+pub use topology::{declare_activity_queue, declare_core, declare_queue, QueueType};
+
+pub use lapin::message::Delivery;
+pub use lapin::{Channel, Connection};
+
+/// Opening a connection failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to RabbitMQ at {url}: {source}. Check AMQP_URL and that the broker is running")]
+pub struct ConnectError {
+    /// The URL without its password.
+    pub url: String,
+    #[source]
+    pub source: lapin::Error,
+}
+
+/// Connects to `url`, naming the connection `name` in the broker's management views.
+pub async fn connect(url: &str, name: &str) -> Result<Connection, ConnectError> {
+    let mut properties = lapin::ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio);
+    properties.client_properties.insert(
+        "connection_name".into(),
+        lapin::types::AMQPValue::LongString(name.into()),
+    );
+    Connection::connect(url, properties)
+        .await
+        .map_err(|source| ConnectError {
+            url: redact(url),
+            source,
+        })
+}
+
+/// `url` with any password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!("{}***{}", &url[..scheme + 3 + colon + 1], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A header of `delivery` as a string, if present and textual.
+pub fn header(delivery: &Delivery, name: &str) -> Option<String> {
+    use lapin::types::AMQPValue;
+    let value = delivery.properties.headers().as_ref()?.inner().get(name)?;
+    match value {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            super::redact("amqp://guest:secret@host:5672/%2f"),
+            "amqp://guest:***@host:5672/%2f"
+        );
+        assert_eq!(super::redact("amqp://host"), "amqp://host");
+    }
+}

@@ -1,0 +1,24 @@
+//! AMQP header names and message type names. Header values are strings.
+
+/// The saga a message belongs to.
+pub const SAGA_ID: &str = "x-sagaflow-saga-id";
+/// The step of an activity command or result.
+pub const STEP: &str = "x-sagaflow-step";
+/// The attempt of an activity command or result.
+pub const ATTEMPT: &str = "x-sagaflow-attempt";
+/// The idempotency key of an activity command.
+pub const IDEMPOTENCY_KEY: &str = "x-sagaflow-idempotency-key";
+/// Why a message was dead-lettered.
+pub const DEAD_LETTER_REASON: &str = "x-sagaflow-dead-letter-reason";
+/// The queue a dead-lettered message was taken from.
+pub const DEAD_LETTER_QUEUE: &str = "x-sagaflow-dead-letter-queue";
+/// W3C trace context.
+pub const TRACEPARENT: &str = "traceparent";
+pub const TRACESTATE: &str = "tracestate";
+
+/// Values of the AMQP `type` property.
+pub mod message_type {
+    pub const START_SAGA: &str = "sagaflow.StartSaga";
+    pub const ACTIVITY_COMMAND: &str = "sagaflow.ActivityCommand";
+    pub const ACTIVITY_RESULT: &str = "sagaflow.ActivityResult";
+}

@@ -1,0 +1,23 @@
+//! Sagaflow's wire contracts.
+//!
+//! Everything that crosses a process boundary is defined here: the JSON envelopes on the queues
+//! ([`StartSaga`], [`ActivityCommand`], [`ActivityResult`]), the saga history events
+//! ([`SagaEvent`]), and the names of queues, exchanges and headers ([`Topology`], [`headers`]).
+//! JSON Schemas generated from these types live in `contracts/schema/` so that services written in
+//! any language can take part. This crate does no I/O.
+
+mod events;
+pub mod headers;
+mod ids;
+mod messages;
+pub mod payments;
+pub mod schema;
+mod topology;
+
+pub use events::{SagaEvent, SagaFailure, SagaStatus};
+pub use ids::{IdempotencyKey, SagaId, StepSeq};
+pub use messages::{ActivityCommand, ActivityError, ActivityOutcome, ActivityResult, StartSaga};
+pub use topology::{validate_name, InvalidName, Topology};
+
+/// Messages larger than this are dead-lettered unread, unless configured otherwise.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;

@@ -1,0 +1,60 @@
+//! Payloads of the demo `ProcessPayment` saga and its three activity services
+//! (`ValidatePaymentInfo`, `ChargeCustomer`, `SendReceipt`).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The saga type name of the demo saga.
+pub const PROCESS_PAYMENT: &str = "ProcessPayment";
+/// Activity: checks the payment details; fails with `InvalidPayment` when they are wrong.
+pub const VALIDATE_PAYMENT_INFO: &str = "ValidatePaymentInfo";
+/// Activity: charges the customer once per idempotency key.
+pub const CHARGE_CUSTOMER: &str = "ChargeCustomer";
+/// Activity: sends the receipt once per idempotency key.
+pub const SEND_RECEIPT: &str = "SendReceipt";
+
+/// Input of `ProcessPayment`, `ValidatePaymentInfo` and `ChargeCustomer`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRequest {
+    pub order_id: String,
+    pub customer_id: String,
+    pub email: String,
+    /// Amount in the currency's minor unit (cents).
+    pub amount_cents: i64,
+    /// ISO 4217 code, e.g. `"EUR"`.
+    pub currency: String,
+    pub card_number: String,
+}
+
+/// Output of `ValidatePaymentInfo`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PaymentValidated {
+    /// The card number with all but the last four digits masked.
+    pub masked_card: String,
+}
+
+/// Output of `ChargeCustomer`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Charge {
+    pub charge_id: Uuid,
+    pub order_id: String,
+    pub amount_cents: i64,
+    pub currency: String,
+}
+
+/// Input of `SendReceipt`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ReceiptRequest {
+    pub email: String,
+    pub charge: Charge,
+}
+
+/// Output of `SendReceipt` and of the whole `ProcessPayment` saga.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Receipt {
+    pub receipt_id: Uuid,
+    pub charge_id: Uuid,
+    pub email: String,
+}
