@@ -34,7 +34,10 @@ pub async fn dead_letter(
         .unwrap_or_default();
     copied.retain(|(k, _)| k != headers::DEAD_LETTER_REASON && k != headers::DEAD_LETTER_QUEUE);
     copied.push((headers::DEAD_LETTER_REASON.to_owned(), reason.to_owned()));
-    copied.push((headers::DEAD_LETTER_QUEUE.to_owned(), source_queue.to_owned()));
+    copied.push((
+        headers::DEAD_LETTER_QUEUE.to_owned(),
+        source_queue.to_owned(),
+    ));
     let message = OutgoingMessage {
         exchange: topology.dead_letter_exchange(),
         routing_key: source_queue.to_owned(),

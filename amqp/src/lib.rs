@@ -20,7 +20,9 @@ pub use lapin::{Channel, Connection};
 
 /// Opening a connection failed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot connect to RabbitMQ at {url}: {source}. Check AMQP_URL and that the broker is running")]
+#[error(
+    "cannot connect to RabbitMQ at {url}: {source}. Check AMQP_URL and that the broker is running"
+)]
 pub struct ConnectError {
     /// The URL without its password.
     pub url: String,

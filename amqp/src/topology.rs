@@ -19,7 +19,9 @@ impl std::str::FromStr for QueueType {
         match s {
             "quorum" => Ok(QueueType::Quorum),
             "classic" => Ok(QueueType::Classic),
-            other => Err(format!("unknown queue type {other:?}: use quorum or classic")),
+            other => Err(format!(
+                "unknown queue type {other:?}: use quorum or classic"
+            )),
         }
     }
 }
@@ -70,7 +72,13 @@ pub async fn declare_activity_queue(
     queue_type: QueueType,
     activity: &str,
 ) -> Result<(), lapin::Error> {
-    declare_queue(channel, topology, queue_type, &topology.activity_queue(activity)).await
+    declare_queue(
+        channel,
+        topology,
+        queue_type,
+        &topology.activity_queue(activity),
+    )
+    .await
 }
 
 /// Declares the durable queue `name`, dead-lettering into the topology's dead-letter exchange.

@@ -81,7 +81,10 @@ mod tests {
     fn names_carry_the_namespace() {
         let t = Topology::new("shop").unwrap();
         assert_eq!(t.start_queue(), "shop.start");
-        assert_eq!(t.activity_queue("ChargeCustomer"), "shop.activity.ChargeCustomer");
+        assert_eq!(
+            t.activity_queue("ChargeCustomer"),
+            "shop.activity.ChargeCustomer"
+        );
     }
 
     #[test]
