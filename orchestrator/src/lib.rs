@@ -2,9 +2,16 @@
 //! RabbitMQ.
 //!
 //! Register your sagas in a [`SagaRegistry`], then run an [`Orchestrator`] with them; see the
-//! README's "Write your own saga" walkthrough.
+//! README's "Write your own saga" walkthrough and `examples/my_saga.rs`.
 
+pub mod bus;
+mod config;
 pub mod demo;
 pub mod engine;
+mod orchestrator;
+pub mod process;
+pub mod store;
 
+pub use config::Config;
 pub use engine::{ActivityFailure, SagaContext, SagaError, SagaRegistry};
+pub use orchestrator::{Orchestrator, OrchestratorError};

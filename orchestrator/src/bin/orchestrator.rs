@@ -1,1 +1,26 @@
-fn main() {}
+//! The orchestrator service with the demo `ProcessPayment` saga registered.
+
+use anyhow::Context;
+use clap::Parser;
+use sagaflow_orchestrator::{demo, Config, Orchestrator};
+
+/// Runs sagas: consumes start messages and activity results, advances sagas durably in
+/// PostgreSQL, and publishes activity commands to RabbitMQ.
+#[derive(Parser)]
+#[command(name = "orchestrator", version)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _crash_points = sagaflow_process::arm_crash_points();
+    sagaflow_process::init_tracing();
+    let cli = Cli::parse();
+    let shutdown = sagaflow_process::shutdown_on_signals();
+    Orchestrator::new(demo::registry())
+        .run(cli.config, shutdown)
+        .await
+        .context("orchestrator failed")
+}

@@ -1,1 +1,212 @@
-fn main() {}
+//! The Sagaflow command line: start a saga, show a saga.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use sagaflow_amqp::{OutgoingMessage, Publisher};
+use sagaflow_contracts::{headers, SagaId, StartSaga, Topology};
+use sagaflow_orchestrator::store::{self, SagaRow};
+use sqlx::PgPool;
+
+#[derive(Parser)]
+#[command(name = "sagaflow", version, about = "Start and inspect Sagaflow sagas")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Publish a start message on the start queue.
+    Start {
+        /// The registered saga type.
+        #[arg(long, default_value = "ProcessPayment")]
+        saga_type: String,
+        /// The saga's input, as JSON.
+        #[arg(long)]
+        input: String,
+        /// Makes the start idempotent: the same key twice starts one saga.
+        #[arg(long)]
+        start_key: Option<String>,
+        /// Wait until the saga has finished, then show it.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Show a saga's state and full history.
+    Show {
+        saga_id: SagaId,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        database_url: String,
+    },
+}
+
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+#[derive(clap::Args)]
+struct Connection {
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    amqp_url: String,
+    #[arg(long, env = "SAGAFLOW_NAMESPACE", default_value = "sagaflow")]
+    namespace: String,
+    /// Needed by --wait.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    database_url: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Start {
+            saga_type,
+            input,
+            start_key,
+            wait,
+            timeout_secs,
+            connection,
+        } => {
+            let input = serde_json::from_str(&input).context("--input is not JSON")?;
+            let message_id = uuid::Uuid::new_v4().to_string();
+            let key = start_key.clone().unwrap_or_else(|| message_id.clone());
+            let start = StartSaga {
+                saga_type: saga_type.clone(),
+                input,
+                start_key,
+            };
+            publish_start(&connection, &start, &message_id).await?;
+            println!("start message {message_id} published (start key {key})");
+            if wait {
+                let pool = connect_db(&connection.database_url).await?;
+                let saga =
+                    wait_until_finished(&pool, &saga_type, &key, Duration::from_secs(timeout_secs))
+                        .await?;
+                print_saga(&pool, &saga).await?;
+                if saga.status != sagaflow_contracts::SagaStatus::Completed {
+                    bail!("saga {} ended {}", saga.id, saga.status);
+                }
+            }
+            Ok(())
+        }
+        Command::Show {
+            saga_id,
+            json,
+            database_url,
+        } => {
+            let pool = connect_db(&database_url).await?;
+            let Some(saga) = store::get_saga(&pool, saga_id).await? else {
+                bail!("no saga {saga_id}");
+            };
+            if json {
+                let history = store::load_history(&pool, saga_id).await?;
+                let events: Vec<_> = history
+                    .into_iter()
+                    .map(|(seq, at, event)| serde_json::json!({ "seq": seq, "recorded_at": at, "event": event }))
+                    .collect();
+                let out = serde_json::json!({
+                    "id": saga.id, "saga_type": saga.saga_type, "status": saga.status,
+                    "start_key": saga.start_key, "input": saga.input, "output": saga.output,
+                    "error": saga.error, "created_at": saga.created_at, "updated_at": saga.updated_at,
+                    "history": events,
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                print_saga(&pool, &saga).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn publish_start(
+    connection: &Connection,
+    start: &StartSaga,
+    message_id: &str,
+) -> anyhow::Result<()> {
+    let topology = Topology::new(&connection.namespace)?;
+    let amqp = sagaflow_amqp::connect(&connection.amqp_url, "sagaflow-cli").await?;
+    let publisher = Publisher::open(&amqp).await?;
+    let message = OutgoingMessage {
+        exchange: String::new(),
+        routing_key: topology.start_queue(),
+        message_id: message_id.to_owned(),
+        message_type: headers::message_type::START_SAGA.to_owned(),
+        headers: Vec::new(),
+        body: serde_json::to_vec(start)?,
+    };
+    publisher
+        .publish_confirmed(&message)
+        .await
+        .context("is the orchestrator's start queue declared? start the orchestrator once first")?;
+    let _ = amqp.close(200, "done").await;
+    Ok(())
+}
+
+async fn connect_db(url: &str) -> anyhow::Result<PgPool> {
+    PgPool::connect(url).await.with_context(|| {
+        format!(
+            "cannot connect to PostgreSQL at {}",
+            sagaflow_amqp::redact(url)
+        )
+    })
+}
+
+async fn wait_until_finished(
+    pool: &PgPool,
+    saga_type: &str,
+    key: &str,
+    timeout: Duration,
+) -> anyhow::Result<SagaRow> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(saga) = store::find_saga_by_start_key(pool, saga_type, key).await? {
+            if saga.status != sagaflow_contracts::SagaStatus::Running {
+                return Ok(saga);
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the saga with start key {key} did not finish within {timeout:?}; is the orchestrator running?");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn print_saga(pool: &PgPool, saga: &SagaRow) -> anyhow::Result<()> {
+    println!("saga       {}", saga.id);
+    println!("type       {}", saga.saga_type);
+    println!("status     {}", saga.status);
+    println!("start key  {}", saga.start_key.as_deref().unwrap_or("-"));
+    println!("started    {}", saga.created_at);
+    println!("updated    {}", saga.updated_at);
+    println!("input      {}", saga.input);
+    if let Some(output) = &saga.output {
+        println!("output     {output}");
+    }
+    if let Some(error) = &saga.error {
+        println!("error      {error}");
+    }
+    println!("history");
+    for (seq, at, event) in store::load_history(pool, saga.id).await? {
+        let mut body = serde_json::to_value(&event)?;
+        if let Some(map) = body.as_object_mut() {
+            map.remove("type");
+        }
+        println!(
+            "  {seq:>3}  {}  {:<18} {body}",
+            at.format("%H:%M:%S%.3f"),
+            event.kind()
+        );
+    }
+    Ok(())
+}

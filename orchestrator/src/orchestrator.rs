@@ -1,0 +1,152 @@
+use std::sync::Arc;
+
+use sagaflow_amqp::{consume, declare_core, Publisher};
+use sagaflow_contracts::{InvalidName, Topology};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{OutboxRelay, RelayError};
+use crate::engine::{SagaCache, SagaRegistry};
+use crate::process::{Inbound, Processor};
+use crate::{store, Config};
+
+/// Runs the sagas of a [`SagaRegistry`]: consumes the start and results queues, advances sagas
+/// in PostgreSQL transactions, and relays the outbox to RabbitMQ. Run as many replicas as you
+/// like against the same database and broker.
+pub struct Orchestrator {
+    registry: SagaRegistry,
+}
+
+/// The orchestrator could not start, or stopped because a connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OrchestratorError {
+    /// Fix `--namespace` / `SAGAFLOW_NAMESPACE`.
+    #[error("invalid namespace: {0}")]
+    Namespace(#[from] InvalidName),
+    /// PostgreSQL is unreachable or its schema cannot be migrated.
+    #[error(transparent)]
+    Database(#[from] store::ConnectError),
+    /// RabbitMQ is unreachable.
+    #[error(transparent)]
+    Broker(#[from] sagaflow_amqp::ConnectError),
+    /// Declaring the topology or opening a channel failed.
+    #[error("RabbitMQ: {0}")]
+    Amqp(#[from] lapin::Error),
+    /// A consumer stopped: the broker connection failed or the queue was deleted. Restart the
+    /// process; unacked messages are redelivered.
+    #[error(transparent)]
+    Consume(#[from] sagaflow_amqp::ConsumeError),
+    #[error(
+        "consuming {0} stopped unexpectedly (queue deleted or consumer cancelled by the broker)"
+    )]
+    ConsumerStopped(String),
+    /// The outbox relay failed; committed messages stay in the outbox until a relay runs.
+    #[error(transparent)]
+    Relay(#[from] RelayError),
+}
+
+impl Orchestrator {
+    pub fn new(registry: SagaRegistry) -> Self {
+        Orchestrator { registry }
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops consuming, finishes in-flight messages,
+    /// relays what they committed, and returns.
+    pub async fn run(
+        self,
+        config: Config,
+        shutdown: CancellationToken,
+    ) -> Result<(), OrchestratorError> {
+        let topology = Topology::new(&config.namespace)?;
+        let pool = store::connect(&config.database_url, config.db_max_connections()).await?;
+        let connection = sagaflow_amqp::connect(&config.amqp_url, "sagaflow-orchestrator").await?;
+        declare_core(
+            &connection.create_channel().await?,
+            &topology,
+            config.queue_type,
+        )
+        .await?;
+
+        let outbox_ready = Arc::new(Notify::new());
+        let processor = Arc::new(Processor {
+            pool: pool.clone(),
+            registry: self.registry,
+            cache: SagaCache::new(config.cache_size),
+            topology: topology.clone(),
+            publisher: Publisher::open(&connection).await?,
+            outbox_ready: outbox_ready.clone(),
+            max_message_bytes: config.max_message_bytes,
+        });
+        let relay = OutboxRelay {
+            pool,
+            publisher: Publisher::open(&connection).await?,
+            topology: topology.clone(),
+            queue_type: config.queue_type,
+            wake: outbox_ready,
+            poll_interval: config.outbox_poll_interval(),
+            batch_size: config.outbox_batch,
+        };
+        let stop_relay = CancellationToken::new();
+        let mut relay = tokio::spawn(relay.run(stop_relay.clone()));
+
+        let stop_consuming = CancellationToken::new();
+        let mut consumers = JoinSet::new();
+        for (inbound, queue) in [
+            (Inbound::Start, topology.start_queue()),
+            (Inbound::Results, topology.results_queue()),
+        ] {
+            let channel = connection.create_channel().await?;
+            let processor = processor.clone();
+            let stop = stop_consuming.clone();
+            consumers.spawn(async move {
+                let handle = move |delivery| {
+                    let processor = processor.clone();
+                    async move { processor.handle(inbound, delivery).await }
+                };
+                consume(&channel, &queue, config.prefetch, stop.clone(), handle).await?;
+                match stop.is_cancelled() {
+                    true => Ok(()),
+                    false => Err(OrchestratorError::ConsumerStopped(queue)),
+                }
+            });
+        }
+        tracing::info!(namespace = topology.namespace(), sagas = ?processor.registry.names(), "orchestrator running");
+
+        let mut failure = tokio::select! {
+            _ = shutdown.cancelled() => None,
+            Some(stopped) = consumers.join_next() => Some(flatten(stopped)),
+            stopped = &mut relay => Some(flatten(stopped.map(|r| r.map_err(OrchestratorError::from)))),
+        };
+        stop_consuming.cancel();
+        while let Some(stopped) = consumers.join_next().await {
+            if let Err(error) = flatten(stopped) {
+                failure.get_or_insert(Err(error));
+            }
+        }
+        stop_relay.cancel();
+        if !relay.is_finished() {
+            if let Err(error) = flatten(relay.await.map(|r| r.map_err(OrchestratorError::from))) {
+                failure.get_or_insert(Err(error));
+            }
+        }
+        let _ = connection.close(200, "orchestrator stopping").await;
+        match failure {
+            Some(Err(error)) => Err(error),
+            _ => {
+                tracing::info!("orchestrator stopped");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn flatten(
+    joined: Result<Result<(), OrchestratorError>, tokio::task::JoinError>,
+) -> Result<(), OrchestratorError> {
+    joined.unwrap_or_else(|panic| {
+        Err(OrchestratorError::ConsumerStopped(format!(
+            "a task panicked: {panic}"
+        )))
+    })
+}

@@ -1,0 +1,105 @@
+//! The wiring that turns one inbound message into one committed transaction: a start message
+//! into a new saga ([`start`]), an activity result into the saga's next steps ([`result`]); both
+//! end in [`advance::commit_advance`]. The message is acked only after the commit.
+
+mod advance;
+mod result;
+mod start;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use sagaflow_amqp::{Delivery, Publisher};
+use sagaflow_contracts::Topology;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+
+use crate::engine::{SagaCache, SagaRegistry};
+
+/// Handles the messages of the start and results queues.
+pub struct Processor {
+    pub(crate) pool: PgPool,
+    pub(crate) registry: SagaRegistry,
+    pub(crate) cache: SagaCache,
+    pub(crate) topology: Topology,
+    /// Publishes dead letters (the outbox relay has its own channel).
+    pub(crate) publisher: Publisher,
+    /// Wakes the outbox relay after a commit that wrote outbox rows.
+    pub(crate) outbox_ready: Arc<Notify>,
+    pub(crate) max_message_bytes: usize,
+}
+
+/// What to do with a delivery once its transaction is over.
+#[derive(Debug)]
+pub(crate) enum Disposition {
+    /// Done, or a duplicate of something done.
+    Ack,
+    /// It can never be processed; move it aside with the reason.
+    DeadLetter(String),
+}
+
+/// Which inbound queue a delivery came from.
+#[derive(Debug, Clone, Copy)]
+pub enum Inbound {
+    Start,
+    Results,
+}
+
+impl Processor {
+    /// Processes `delivery` and settles it: ack after the commit, dead-letter if it can never be
+    /// processed, or requeue after a pause if the database failed.
+    pub async fn handle(&self, inbound: Inbound, delivery: Delivery) {
+        let queue = match inbound {
+            Inbound::Start => self.topology.start_queue(),
+            Inbound::Results => self.topology.results_queue(),
+        };
+        let disposition = if delivery.data.len() > self.max_message_bytes {
+            Ok(Disposition::DeadLetter(format!(
+                "message of {} bytes exceeds the limit of {} bytes",
+                delivery.data.len(),
+                self.max_message_bytes
+            )))
+        } else {
+            match inbound {
+                Inbound::Start => self.start_saga(&delivery).await,
+                Inbound::Results => self.record_result(&delivery).await,
+            }
+        };
+        let settled = match disposition {
+            Ok(Disposition::Ack) => delivery.ack(BasicAckOptions::default()).await,
+            Ok(Disposition::DeadLetter(reason)) => {
+                sagaflow_amqp::dead_letter(
+                    &self.publisher,
+                    &self.topology,
+                    &delivery,
+                    &queue,
+                    &reason,
+                )
+                .await
+            }
+            Err(error) => {
+                tracing::error!(%error, queue, "processing failed; the message goes back to the queue");
+                // Give a failing database a moment before the message comes round again.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await
+            }
+        };
+        if let Err(error) = settled {
+            // The channel is gone; the broker redelivers the message, and it is a duplicate then.
+            tracing::warn!(%error, queue, "could not settle a delivery");
+        }
+    }
+}
+
+/// Why processing a message failed for now; it is retried.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProcessError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}

@@ -1,0 +1,122 @@
+use sagaflow_amqp::Delivery;
+use sagaflow_contracts::{ActivityOutcome, ActivityResult, SagaEvent, SagaStatus};
+
+use super::{Disposition, ProcessError, Processor};
+use crate::engine::{CachedSaga, SagaRun};
+use crate::store;
+
+impl Processor {
+    /// An activity result: recorded in the saga's history, then the saga advances.
+    pub(crate) async fn record_result(
+        &self,
+        delivery: &Delivery,
+    ) -> Result<Disposition, ProcessError> {
+        let result: ActivityResult = match serde_json::from_slice(&delivery.data) {
+            Ok(result) => result,
+            Err(e) => {
+                return Ok(Disposition::DeadLetter(format!(
+                    "not an ActivityResult message: {e}"
+                )))
+            }
+        };
+        let span = tracing::info_span!(
+            "record_result",
+            saga_id = %result.saga_id,
+            step = %result.step,
+            activity = %result.activity,
+        );
+        let _entered = span.enter();
+
+        let mut tx = self.pool.begin().await?;
+        let Some(saga) = store::lock_saga(&mut tx, result.saga_id).await? else {
+            return Ok(Disposition::DeadLetter(format!(
+                "no saga {} exists",
+                result.saga_id
+            )));
+        };
+        if saga.status != SagaStatus::Running {
+            tracing::info!(status = %saga.status, "result for a saga that is not running; ignored");
+            return Ok(Disposition::Ack);
+        }
+        let cached = self
+            .cache
+            .take(saga.id)
+            .filter(|cached| cached.next_event_seq == saga.next_event_seq);
+        let mut run = match cached {
+            Some(CachedSaga { run, .. }) => run,
+            None => {
+                let history: Vec<SagaEvent> = store::load_history(&mut *tx, saga.id)
+                    .await?
+                    .into_iter()
+                    .map(|(_, _, event)| event)
+                    .collect();
+                match SagaRun::replay(&self.registry, saga.id, &history) {
+                    Ok((run, _)) => run,
+                    Err(error) => {
+                        self.park(
+                            tx,
+                            saga.id,
+                            saga.next_event_seq,
+                            result_event(&result),
+                            error.to_string(),
+                        )
+                        .await?;
+                        return Ok(Disposition::Ack);
+                    }
+                }
+            }
+        };
+
+        match run.scheduled_activity(result.step) {
+            None => {
+                return Ok(Disposition::DeadLetter(format!(
+                    "saga {} has no step {}",
+                    saga.id, result.step
+                )))
+            }
+            Some(activity) if activity != result.activity => {
+                return Ok(Disposition::DeadLetter(format!(
+                    "step {} of saga {} runs {activity:?}, not {:?}",
+                    result.step, saga.id, result.activity
+                )))
+            }
+            Some(_) => {}
+        }
+        if run.has_result(result.step) {
+            tracing::debug!("duplicate result; the step is already resolved");
+            self.cache.put(
+                saga.id,
+                CachedSaga {
+                    run,
+                    next_event_seq: saga.next_event_seq,
+                },
+            );
+            return Ok(Disposition::Ack);
+        }
+
+        let event = result_event(&result);
+        let advanced = run.on_result(
+            result.step,
+            match result.outcome {
+                ActivityOutcome::Completed { output } => Ok(output),
+                ActivityOutcome::Failed { error } => Err(error),
+            },
+        );
+        self.commit_advance(tx, saga.id, saga.next_event_seq, event, run, advanced)
+            .await?;
+        Ok(Disposition::Ack)
+    }
+}
+
+fn result_event(result: &ActivityResult) -> SagaEvent {
+    match &result.outcome {
+        ActivityOutcome::Completed { output } => SagaEvent::ActivityCompleted {
+            step: result.step,
+            output: output.clone(),
+        },
+        ActivityOutcome::Failed { error } => SagaEvent::ActivityFailed {
+            step: result.step,
+            error: error.clone(),
+        },
+    }
+}

@@ -1,0 +1,74 @@
+use sagaflow_amqp::{header, Delivery};
+use sagaflow_contracts::{SagaEvent, SagaId, StartSaga};
+
+use super::{Disposition, ProcessError, Processor};
+use crate::engine::SagaRun;
+use crate::store::{self, NewSaga};
+
+impl Processor {
+    /// A start message: a new saga, unless one with the same type and start key exists.
+    pub(crate) async fn start_saga(
+        &self,
+        delivery: &Delivery,
+    ) -> Result<Disposition, ProcessError> {
+        let start: StartSaga = match serde_json::from_slice(&delivery.data) {
+            Ok(start) => start,
+            Err(e) => {
+                return Ok(Disposition::DeadLetter(format!(
+                    "not a StartSaga message: {e}"
+                )))
+            }
+        };
+        let Some(definition) = self.registry.get(&start.saga_type) else {
+            return Ok(Disposition::DeadLetter(format!(
+                "unknown saga type {:?}; registered: {:?}",
+                start.saga_type,
+                self.registry.names()
+            )));
+        };
+        if let Err(e) = definition.check_input(&start.input) {
+            return Ok(Disposition::DeadLetter(e.to_string()));
+        }
+        // Without a start key the message id makes a redelivered start a duplicate.
+        let message_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.to_string());
+        let start_key = start.start_key.clone().or(message_id);
+        let saga_id = SagaId::new_random();
+        let span = tracing::info_span!("start_saga", %saga_id, saga_type = %start.saga_type);
+        let _entered = span.enter();
+
+        let mut tx = self.pool.begin().await?;
+        let new_saga = NewSaga {
+            id: saga_id,
+            saga_type: &start.saga_type,
+            input: &start.input,
+            start_key: start_key.as_deref(),
+        };
+        if !store::insert_saga(&mut tx, new_saga).await? {
+            tracing::info!(
+                start_key,
+                "duplicate start; a saga with this start key exists"
+            );
+            return Ok(Disposition::Ack);
+        }
+        let mut run = match SagaRun::start(definition, saga_id, start.input.clone()) {
+            Ok(run) => run,
+            Err(e) => return Ok(Disposition::DeadLetter(e.to_string())),
+        };
+        let started = SagaEvent::SagaStarted {
+            saga_type: start.saga_type,
+            input: start.input,
+            start_key,
+        };
+        let advanced = run.advance();
+        self.commit_advance(tx, saga_id, 0, started, run, advanced)
+            .await?;
+        if let Some(trace) = header(delivery, sagaflow_contracts::headers::TRACEPARENT) {
+            tracing::debug!(traceparent = trace, "started from a traced message");
+        }
+        Ok(Disposition::Ack)
+    }
+}

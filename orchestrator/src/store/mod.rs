@@ -1,0 +1,60 @@
+//! PostgreSQL: sagas, their append-only event histories, and the transactional outbox.
+//!
+//! Plain SQL with binds. Every function that changes state takes the caller's transaction, so
+//! one inbound message becomes exactly one commit.
+
+mod events;
+mod outbox;
+mod sagas;
+
+pub use events::{append_events, load_history};
+pub use outbox::{claim_outbox_batch, delete_outbox_rows, enqueue_outbox, outbox_len, OutboxRow};
+pub use sagas::{
+    find_saga_by_start_key, get_saga, insert_saga, lock_saga, update_saga, NewSaga, SagaRow,
+    SagaUpdate,
+};
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+/// The embedded migrations, run at start-up.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Connecting to PostgreSQL or bringing its schema up to date failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL does not parse. Fix DATABASE_URL.
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(#[source] sqlx::Error),
+    /// The server cannot be reached or refused the login. Check DATABASE_URL and that
+    /// PostgreSQL is running.
+    #[error("cannot connect to PostgreSQL at {url}: {source}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The schema could not be migrated; a database migrated by a newer Sagaflow is refused.
+    /// Run the newer orchestrator, or a fresh database.
+    #[error("cannot migrate the database schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Connects a pool of up to `max_connections` to `url` and runs the migrations.
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, ConnectError> {
+    let options: PgConnectOptions = url.parse().map_err(ConnectError::InvalidUrl)?;
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(|source| ConnectError::Unreachable {
+            url: sagaflow_amqp::redact(url),
+            source,
+        })?;
+    MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}
+
+/// A transaction on the store.
+pub type Tx = sqlx::Transaction<'static, sqlx::Postgres>;

@@ -1,0 +1,91 @@
+use sagaflow_amqp::OutgoingMessage;
+use sagaflow_contracts::SagaId;
+use sqlx::PgExecutor;
+
+use super::Tx;
+
+/// One message waiting in the outbox.
+#[derive(Debug)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub message: OutgoingMessage,
+}
+
+/// Writes `messages` into the outbox within `tx`: they are published if and only if `tx` commits.
+pub async fn enqueue_outbox(
+    tx: &mut Tx,
+    saga: SagaId,
+    messages: &[OutgoingMessage],
+) -> Result<(), sqlx::Error> {
+    for message in messages {
+        let headers =
+            serde_json::to_value(&message.headers).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        sqlx::query(
+            "INSERT INTO outbox (saga_id, exchange, routing_key, message_id, message_type, headers, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(saga.0)
+        .bind(&message.exchange)
+        .bind(&message.routing_key)
+        .bind(&message.message_id)
+        .bind(&message.message_type)
+        .bind(headers)
+        .bind(&message.body)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Claims up to `limit` of the oldest messages for the rest of `tx`. Rows another relay has
+/// claimed are skipped, so several replicas relay in parallel without publishing a row twice
+/// (unless one dies after publishing and before its commit; consumers de-duplicate that).
+pub async fn claim_outbox_batch(tx: &mut Tx, limit: i64) -> Result<Vec<OutboxRow>, sqlx::Error> {
+    let rows: Vec<(
+        i64,
+        String,
+        String,
+        String,
+        String,
+        sqlx::types::Json<Vec<(String, String)>>,
+        Vec<u8>,
+    )> = sqlx::query_as(
+        "SELECT id, exchange, routing_key, message_id, message_type, headers, body
+             FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, exchange, routing_key, message_id, message_type, headers, body)| OutboxRow {
+                id,
+                message: OutgoingMessage {
+                    exchange,
+                    routing_key,
+                    message_id,
+                    message_type,
+                    headers: headers.0,
+                    body,
+                },
+            },
+        )
+        .collect())
+}
+
+/// Deletes published messages.
+pub async fn delete_outbox_rows(tx: &mut Tx, ids: &[i64]) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// How many messages wait to be published.
+pub async fn outbox_len(db: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(db)
+        .await
+}
