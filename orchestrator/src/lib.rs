@@ -15,3 +15,4 @@ pub mod store;
 pub use config::Config;
 pub use engine::{ActivityFailure, SagaContext, SagaError, SagaRegistry};
 pub use orchestrator::{Orchestrator, OrchestratorError};
+pub use sagaflow_process::{init_tracing, shutdown_on_signals};

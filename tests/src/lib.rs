@@ -1,1 +1,13 @@
-//! Helpers for the end-to-end tests.
+//! The end-to-end test harness: one isolated Sagaflow deployment per test — its own database,
+//! its own queue namespace, the real binaries as child processes — torn down when dropped.
+//!
+//! The binaries must be built first, with crash points compiled in:
+//! `cargo build --workspace --all-features --bins` (`scripts/test` does it).
+
+mod deployment;
+mod process;
+mod wait;
+
+pub use deployment::{payment, DeadLetter, Deployment};
+pub use process::{Bin, Service};
+pub use wait::wait_until;

@@ -1,0 +1,290 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use sagaflow_amqp::{declare_core, OutgoingMessage, Publisher, QueueType};
+use sagaflow_contracts::{headers, payments, StartSaga, Topology};
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::{wait_until, Bin, Service};
+
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// One isolated Sagaflow deployment: a fresh database and a fresh queue namespace on the shared
+/// servers. Dropping it deletes both.
+pub struct Deployment {
+    pub namespace: String,
+    pub topology: Topology,
+    pub database_url: String,
+    pub amqp_url: String,
+    /// A pool on the deployment's database, for assertions.
+    pub db: PgPool,
+    amqp: lapin::Connection,
+    publisher: Publisher,
+    admin_database_url: String,
+    database: String,
+    log_dir: PathBuf,
+    spawned: usize,
+}
+
+/// A message taken from the dead-letter queue.
+#[derive(Debug)]
+pub struct DeadLetter {
+    pub reason: Option<String>,
+    pub queue: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Deployment {
+    pub async fn new() -> Deployment {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let admin_database_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
+        let amqp_url = std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into());
+        let database = format!("sagaflow_e2e_{id}");
+        let mut admin = PgConnection::connect(&admin_database_url)
+            .await
+            .expect("PostgreSQL is reachable at DATABASE_URL");
+        sqlx::query(&format!("CREATE DATABASE {database}"))
+            .execute(&mut admin)
+            .await
+            .expect("the test database can be created");
+        let _ = admin.close().await;
+        let database_url = with_database(&admin_database_url, &database);
+        let db = PgPool::connect(&database_url).await.expect("the test database is reachable");
+
+        let namespace = format!("e2e-{}", &id[..12]);
+        let topology = Topology::new(&namespace).expect("the namespace is valid");
+        let amqp = sagaflow_amqp::connect(&amqp_url, "sagaflow-e2e")
+            .await
+            .expect("RabbitMQ is reachable at AMQP_URL");
+        // Declared up front so that start messages can be published before the orchestrator runs.
+        declare_core(&amqp.create_channel().await.unwrap(), &topology, QueueType::Quorum)
+            .await
+            .expect("the topology can be declared");
+        let publisher = Publisher::open(&amqp).await.expect("a confirm channel opens");
+        let log_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/e2e-logs")
+            .join(&namespace);
+        std::fs::create_dir_all(&log_dir).expect("the log directory can be created");
+        Deployment {
+            namespace,
+            topology,
+            database_url,
+            amqp_url,
+            db,
+            amqp,
+            publisher,
+            admin_database_url,
+            database,
+            log_dir,
+            spawned: 0,
+        }
+    }
+
+    /// The environment every process of this deployment runs with.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("DATABASE_URL".into(), self.database_url.clone()),
+            ("AMQP_URL".into(), self.amqp_url.clone()),
+            ("SAGAFLOW_NAMESPACE".into(), self.namespace.clone()),
+            ("RUST_LOG".into(), "info,sqlx=warn".into()),
+            ("RUST_BACKTRACE".into(), "1".into()),
+        ]
+    }
+
+    /// Starts `bin` with this deployment's environment plus `extra`.
+    pub fn spawn(&mut self, bin: Bin, extra: &[(&str, &str)]) -> Service {
+        let mut env = self.env();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self.spawned += 1;
+        let log = self.log_dir.join(format!("{:02}-{}.log", self.spawned, bin.name()));
+        Service::spawn(bin, &env, log)
+    }
+
+    /// Starts the three demo activity services.
+    pub fn spawn_activity_services(&mut self) -> Vec<Service> {
+        [Bin::PaymentValidator, Bin::Charger, Bin::ReceiptSender]
+            .into_iter()
+            .map(|bin| self.spawn(bin, &[]))
+            .collect()
+    }
+
+    /// Publishes a start message (with a fresh message id) and waits for the broker's confirm.
+    pub async fn publish_start(&self, start: &StartSaga) {
+        self.publish_to_start_queue(serde_json::to_vec(start).unwrap(), &uuid::Uuid::new_v4().to_string())
+            .await;
+    }
+
+    /// Publishes `body` as is on the start queue.
+    pub async fn publish_to_start_queue(&self, body: Vec<u8>, message_id: &str) {
+        let message = OutgoingMessage {
+            exchange: String::new(),
+            routing_key: self.topology.start_queue(),
+            message_id: message_id.to_owned(),
+            message_type: headers::message_type::START_SAGA.to_owned(),
+            headers: Vec::new(),
+            body,
+        };
+        self.publisher.publish_confirmed(&message).await.expect("the start message is confirmed");
+    }
+
+    /// The id and status of the `ProcessPayment` saga started with `start_key`.
+    pub async fn saga(&self, start_key: &str) -> Option<(uuid::Uuid, String)> {
+        sqlx::query_as("SELECT id, status FROM sagas WHERE saga_type = $1 AND start_key = $2")
+            .bind(payments::PROCESS_PAYMENT)
+            .bind(start_key)
+            .fetch_optional(&self.db)
+            .await
+            .expect("sagas can be queried")
+    }
+
+    /// Waits until the saga started with `start_key` is no longer running; returns its status.
+    pub async fn wait_for_end(&self, start_key: &str, timeout: Duration) -> String {
+        wait_until(&format!("saga {start_key} ends (logs: {})", self.log_dir.display()), timeout, || async {
+            self.saga(start_key).await.map(|(_, status)| status).filter(|status| status != "running")
+        })
+        .await
+    }
+
+    /// The saga's history as event kinds, in order.
+    pub async fn history_kinds(&self, saga: uuid::Uuid) -> Vec<String> {
+        sqlx::query_scalar("SELECT kind FROM saga_events WHERE saga_id = $1 ORDER BY seq")
+            .bind(saga)
+            .fetch_all(&self.db)
+            .await
+            .expect("events can be queried")
+    }
+
+    /// Runs a `SELECT count(*) ...` on the deployment's database.
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.db).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Waits for `n` messages on the dead-letter queue, takes and acks them.
+    pub async fn take_dead_letters(&self, n: usize, timeout: Duration) -> Vec<DeadLetter> {
+        let channel = self.amqp.create_channel().await.unwrap();
+        let mut consumer = channel
+            .basic_consume(&self.topology.dead_letter_queue(), "", BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .expect("the dead-letter queue can be consumed");
+        let mut letters = Vec::new();
+        while letters.len() < n {
+            let next = tokio::time::timeout(timeout, consumer.next()).await;
+            let Ok(Some(Ok(delivery))) = next else {
+                panic!("only {} of {n} dead letters arrived within {timeout:?}: {letters:?}", letters.len());
+            };
+            letters.push(DeadLetter {
+                reason: sagaflow_amqp::header(&delivery, headers::DEAD_LETTER_REASON),
+                queue: sagaflow_amqp::header(&delivery, headers::DEAD_LETTER_QUEUE),
+                body: delivery.data.clone(),
+            });
+            delivery.ack(BasicAckOptions::default()).await.unwrap();
+        }
+        let _ = channel.close(200, "done").await;
+        letters
+    }
+
+    /// Where the processes of this deployment log.
+    pub fn log_dir(&self) -> &std::path::Path {
+        &self.log_dir
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        let queues = [
+            self.topology.start_queue(),
+            self.topology.results_queue(),
+            self.topology.dead_letter_queue(),
+            self.topology.activity_queue(payments::VALIDATE_PAYMENT_INFO),
+            self.topology.activity_queue(payments::CHARGE_CUSTOMER),
+            self.topology.activity_queue(payments::SEND_RECEIPT),
+        ];
+        let exchange = self.topology.dead_letter_exchange();
+        let amqp_url = self.amqp_url.clone();
+        let admin_url = self.admin_database_url.clone();
+        let database = self.database.clone();
+        let db = self.db.clone();
+        // Drop runs inside the test's runtime, which cannot be blocked on: clean up on a thread
+        // with a runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                db.close().await;
+                if let Ok(amqp) = sagaflow_amqp::connect(&amqp_url, "sagaflow-e2e-cleanup").await {
+                    if let Ok(channel) = amqp.create_channel().await {
+                        for queue in &queues {
+                            let _ = channel.queue_delete(queue, QueueDeleteOptions::default()).await;
+                        }
+                        let _ = channel.exchange_delete(&exchange, ExchangeDeleteOptions::default()).await;
+                    }
+                    let _ = amqp.close(200, "cleanup").await;
+                }
+                if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// `url` pointing at `database` instead of its own.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[scheme_end..].find('/').map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{database}", &base[..path_start]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+/// Inputs for the demo `ProcessPayment` saga.
+pub mod payment {
+    use sagaflow_contracts::payments::{PaymentRequest, PROCESS_PAYMENT};
+    use sagaflow_contracts::StartSaga;
+
+    /// A valid payment for order `order_id`, started with `order_id` as its start key.
+    pub fn start(order_id: &str) -> StartSaga {
+        start_with(request(order_id))
+    }
+
+    pub fn request(order_id: &str) -> PaymentRequest {
+        PaymentRequest {
+            order_id: order_id.to_owned(),
+            customer_id: format!("customer-of-{order_id}"),
+            email: "ada@example.com".into(),
+            amount_cents: 4200,
+            currency: "EUR".into(),
+            card_number: "4242 4242 4242 4242".into(),
+        }
+    }
+
+    pub fn start_with(request: PaymentRequest) -> StartSaga {
+        StartSaga {
+            saga_type: PROCESS_PAYMENT.into(),
+            start_key: Some(request.order_id.clone()),
+            input: serde_json::to_value(request).expect("a payment request serializes"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_database_is_swapped_in_the_url() {
+        assert_eq!(
+            super::with_database("postgres://u@h:5432/postgres?sslmode=disable", "x"),
+            "postgres://u@h:5432/x?sslmode=disable"
+        );
+        assert_eq!(super::with_database("postgres://u@h", "x"), "postgres://u@h/x");
+    }
+}
