@@ -67,7 +67,9 @@ async fn main() -> anyhow::Result<()> {
     sagaflow_orchestrator::init_tracing();
     let mut registry = SagaRegistry::new();
     registry.register("FulfilOrder", fulfil_order)?;
-    let shutdown = sagaflow_orchestrator::shutdown_on_signals();
-    Orchestrator::new(registry).run(Cli::parse().config, shutdown).await?;
+    let shutdown = sagaflow_orchestrator::shutdown_on_signals()?;
+    Orchestrator::new(registry)
+        .run(Cli::parse().config, shutdown)
+        .await?;
     Ok(())
 }

@@ -35,6 +35,11 @@ pub struct Config {
     #[arg(long, env = "SAGAFLOW_QUEUE_TYPE", default_value = "quorum")]
     pub queue_type: QueueType,
 
+    /// PostgreSQL connections this process may open. Each message in flight holds one while it
+    /// is processed; more messages than connections wait for one.
+    #[arg(long, env = "SAGAFLOW_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..))]
+    pub db_max_connections: u32,
+
     /// Live sagas kept in memory between messages; 0 replays every saga on every message.
     #[arg(long, env = "SAGAFLOW_CACHE_SIZE", default_value_t = 10_000)]
     pub cache_size: usize,
@@ -55,10 +60,5 @@ pub struct Config {
 impl Config {
     pub fn outbox_poll_interval(&self) -> Duration {
         Duration::from_millis(self.outbox_poll_ms)
-    }
-
-    /// Connections the pool needs: every in-flight message holds one, plus the relay.
-    pub fn db_max_connections(&self) -> u32 {
-        2 * u32::from(self.prefetch) + 2
     }
 }

@@ -59,7 +59,7 @@ impl Orchestrator {
         shutdown: CancellationToken,
     ) -> Result<(), OrchestratorError> {
         let topology = Topology::new(&config.namespace)?;
-        let pool = store::connect(&config.database_url, config.db_max_connections()).await?;
+        let pool = store::connect(&config.database_url, config.db_max_connections).await?;
         let connection = sagaflow_amqp::connect(&config.amqp_url, "sagaflow-orchestrator").await?;
         declare_core(
             &connection.create_channel().await?,

@@ -2,7 +2,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, ExchangeDeleteOptions, QueueDeleteOptions,
+};
 use lapin::types::FieldTable;
 use sagaflow_amqp::{declare_core, OutgoingMessage, Publisher, QueueType};
 use sagaflow_contracts::{headers, payments, StartSaga, Topology};
@@ -41,7 +43,8 @@ pub struct DeadLetter {
 impl Deployment {
     pub async fn new() -> Deployment {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let admin_database_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
+        let admin_database_url =
+            std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
         let amqp_url = std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into());
         let database = format!("sagaflow_e2e_{id}");
         let mut admin = PgConnection::connect(&admin_database_url)
@@ -53,7 +56,17 @@ impl Deployment {
             .expect("the test database can be created");
         let _ = admin.close().await;
         let database_url = with_database(&admin_database_url, &database);
-        let db = PgPool::connect(&database_url).await.expect("the test database is reachable");
+        let db = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&database_url)
+            .await
+            .expect("the test database is reachable");
+        // The orchestrators migrate at start-up too; doing it here lets assertions query the
+        // tables before the first orchestrator is up.
+        sagaflow_orchestrator::store::MIGRATOR
+            .run(&db)
+            .await
+            .expect("the schema migrates");
 
         let namespace = format!("e2e-{}", &id[..12]);
         let topology = Topology::new(&namespace).expect("the namespace is valid");
@@ -61,10 +74,16 @@ impl Deployment {
             .await
             .expect("RabbitMQ is reachable at AMQP_URL");
         // Declared up front so that start messages can be published before the orchestrator runs.
-        declare_core(&amqp.create_channel().await.unwrap(), &topology, QueueType::Quorum)
+        declare_core(
+            &amqp.create_channel().await.unwrap(),
+            &topology,
+            QueueType::Quorum,
+        )
+        .await
+        .expect("the topology can be declared");
+        let publisher = Publisher::open(&amqp)
             .await
-            .expect("the topology can be declared");
-        let publisher = Publisher::open(&amqp).await.expect("a confirm channel opens");
+            .expect("a confirm channel opens");
         let log_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../target/e2e-logs")
             .join(&namespace);
@@ -92,6 +111,9 @@ impl Deployment {
             ("SAGAFLOW_NAMESPACE".into(), self.namespace.clone()),
             ("RUST_LOG".into(), "info,sqlx=warn".into()),
             ("RUST_BACKTRACE".into(), "1".into()),
+            // Tests run side by side on one PostgreSQL (100 connections by default).
+            ("SAGAFLOW_DB_MAX_CONNECTIONS".into(), "4".into()),
+            ("SAGAFLOW_CONCURRENCY".into(), "4".into()),
         ]
     }
 
@@ -100,7 +122,9 @@ impl Deployment {
         let mut env = self.env();
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         self.spawned += 1;
-        let log = self.log_dir.join(format!("{:02}-{}.log", self.spawned, bin.name()));
+        let log = self
+            .log_dir
+            .join(format!("{:02}-{}.log", self.spawned, bin.name()));
         Service::spawn(bin, &env, log)
     }
 
@@ -114,8 +138,11 @@ impl Deployment {
 
     /// Publishes a start message (with a fresh message id) and waits for the broker's confirm.
     pub async fn publish_start(&self, start: &StartSaga) {
-        self.publish_to_start_queue(serde_json::to_vec(start).unwrap(), &uuid::Uuid::new_v4().to_string())
-            .await;
+        self.publish_to_start_queue(
+            serde_json::to_vec(start).unwrap(),
+            &uuid::Uuid::new_v4().to_string(),
+        )
+        .await;
     }
 
     /// Publishes `body` as is on the start queue.
@@ -128,7 +155,10 @@ impl Deployment {
             headers: Vec::new(),
             body,
         };
-        self.publisher.publish_confirmed(&message).await.expect("the start message is confirmed");
+        self.publisher
+            .publish_confirmed(&message)
+            .await
+            .expect("the start message is confirmed");
     }
 
     /// The id and status of the `ProcessPayment` saga started with `start_key`.
@@ -143,9 +173,16 @@ impl Deployment {
 
     /// Waits until the saga started with `start_key` is no longer running; returns its status.
     pub async fn wait_for_end(&self, start_key: &str, timeout: Duration) -> String {
-        wait_until(&format!("saga {start_key} ends (logs: {})", self.log_dir.display()), timeout, || async {
-            self.saga(start_key).await.map(|(_, status)| status).filter(|status| status != "running")
-        })
+        wait_until(
+            &format!("saga {start_key} ends (logs: {})", self.log_dir.display()),
+            timeout,
+            || async {
+                self.saga(start_key)
+                    .await
+                    .map(|(_, status)| status)
+                    .filter(|status| status != "running")
+            },
+        )
         .await
     }
 
@@ -160,21 +197,32 @@ impl Deployment {
 
     /// Runs a `SELECT count(*) ...` on the deployment's database.
     pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql).fetch_one(&self.db).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.db)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     /// Waits for `n` messages on the dead-letter queue, takes and acks them.
     pub async fn take_dead_letters(&self, n: usize, timeout: Duration) -> Vec<DeadLetter> {
         let channel = self.amqp.create_channel().await.unwrap();
         let mut consumer = channel
-            .basic_consume(&self.topology.dead_letter_queue(), "", BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                &self.topology.dead_letter_queue(),
+                "",
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .expect("the dead-letter queue can be consumed");
         let mut letters = Vec::new();
         while letters.len() < n {
             let next = tokio::time::timeout(timeout, consumer.next()).await;
             let Ok(Some(Ok(delivery))) = next else {
-                panic!("only {} of {n} dead letters arrived within {timeout:?}: {letters:?}", letters.len());
+                panic!(
+                    "only {} of {n} dead letters arrived within {timeout:?}: {letters:?}",
+                    letters.len()
+                );
             };
             letters.push(DeadLetter {
                 reason: sagaflow_amqp::header(&delivery, headers::DEAD_LETTER_REASON),
@@ -199,7 +247,8 @@ impl Drop for Deployment {
             self.topology.start_queue(),
             self.topology.results_queue(),
             self.topology.dead_letter_queue(),
-            self.topology.activity_queue(payments::VALIDATE_PAYMENT_INFO),
+            self.topology
+                .activity_queue(payments::VALIDATE_PAYMENT_INFO),
             self.topology.activity_queue(payments::CHARGE_CUSTOMER),
             self.topology.activity_queue(payments::SEND_RECEIPT),
         ];
@@ -211,22 +260,30 @@ impl Drop for Deployment {
         // Drop runs inside the test's runtime, which cannot be blocked on: clean up on a thread
         // with a runtime of its own.
         let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async move {
                 db.close().await;
                 if let Ok(amqp) = sagaflow_amqp::connect(&amqp_url, "sagaflow-e2e-cleanup").await {
                     if let Ok(channel) = amqp.create_channel().await {
                         for queue in &queues {
-                            let _ = channel.queue_delete(queue, QueueDeleteOptions::default()).await;
+                            let _ = channel
+                                .queue_delete(queue, QueueDeleteOptions::default())
+                                .await;
                         }
-                        let _ = channel.exchange_delete(&exchange, ExchangeDeleteOptions::default()).await;
+                        let _ = channel
+                            .exchange_delete(&exchange, ExchangeDeleteOptions::default())
+                            .await;
                     }
                     let _ = amqp.close(200, "cleanup").await;
                 }
                 if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-                        .execute(&mut admin)
-                        .await;
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+                            .execute(&mut admin)
+                            .await;
                 }
             });
         });
@@ -236,9 +293,13 @@ impl Drop for Deployment {
 
 /// `url` pointing at `database` instead of its own.
 fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..].find('/').map_or(base.len(), |i| scheme_end + i);
+    let path_start = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
     let mut out = format!("{}/{database}", &base[..path_start]);
     if let Some(query) = query {
         out.push('?');
@@ -285,6 +346,9 @@ mod tests {
             super::with_database("postgres://u@h:5432/postgres?sslmode=disable", "x"),
             "postgres://u@h:5432/x?sslmode=disable"
         );
-        assert_eq!(super::with_database("postgres://u@h", "x"), "postgres://u@h/x");
+        assert_eq!(
+            super::with_database("postgres://u@h", "x"),
+            "postgres://u@h/x"
+        );
     }
 }

@@ -24,7 +24,10 @@ impl Bin {
     /// The built binary, next to the test executable's `deps/` directory.
     pub fn path(self) -> PathBuf {
         let exe = std::env::current_exe().expect("the test executable has a path");
-        let dir = exe.parent().and_then(Path::parent).expect("tests run from target/<profile>/deps");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("tests run from target/<profile>/deps");
         let path = dir.join(self.name());
         assert!(
             path.exists(),

@@ -16,36 +16,63 @@ async fn wait_for_sigkill(what: &str, services: &mut [Service]) -> usize {
     })
     .await;
     let status = services[dead].exited().unwrap();
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "{} ended by {status}, not SIGKILL", services[dead].bin.name());
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "{} ended by {status}, not SIGKILL",
+        services[dead].bin.name()
+    );
     dead
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn charge_happens_once_when_the_orchestrator_dies_right_after_committing_the_charge_command() {
+async fn charge_happens_once_when_the_orchestrator_dies_right_after_committing_the_charge_command()
+{
     let mut deployment = Deployment::new().await;
     // Both replicas are armed: whichever advances the saga past validation dies right after its
     // commit, before it can publish the ChargeCustomer command or ack the result.
-    let crash = [("FAILPOINTS", "orchestrator.after-commit.ChargeCustomer=return")];
+    let crash = [(
+        "FAILPOINTS",
+        "orchestrator.after-commit.ChargeCustomer=return",
+    )];
     let mut replicas = vec![
         deployment.spawn(Bin::Orchestrator, &crash),
         deployment.spawn(Bin::Orchestrator, &crash),
     ];
     let _services = deployment.spawn_activity_services();
 
-    deployment.publish_start(&payment::start("order-crash")).await;
-    let dead = wait_for_sigkill("an orchestrator replica hits its crash point", &mut replicas).await;
+    deployment
+        .publish_start(&payment::start("order-crash"))
+        .await;
+    let dead = wait_for_sigkill(
+        "an orchestrator replica hits its crash point",
+        &mut replicas,
+    )
+    .await;
     let (saga, _) = deployment.saga("order-crash").await.unwrap();
     let kinds = deployment.history_kinds(saga).await;
-    assert_eq!(kinds.last().map(String::as_str), Some("ActivityScheduled"), "the charge command was committed: {kinds:?}");
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("ActivityScheduled"),
+        "the charge command was committed: {kinds:?}"
+    );
 
     // The other replica replays the history and finishes the saga; a restarted one joins it.
     replicas.remove(dead);
     let _restarted = deployment.spawn(Bin::Orchestrator, &[]);
-    assert_eq!(deployment.wait_for_end("order-crash", END).await, "completed");
+    assert_eq!(
+        deployment.wait_for_end("order-crash", END).await,
+        "completed"
+    );
     assert_eq!(deployment.count("SELECT count(*) FROM charges").await, 1);
     assert_eq!(deployment.count("SELECT count(*) FROM receipts").await, 1);
     assert_eq!(
-        deployment.history_kinds(saga).await.iter().filter(|k| *k == "ActivityScheduled").count(),
+        deployment
+            .history_kinds(saga)
+            .await
+            .iter()
+            .filter(|k| *k == "ActivityScheduled")
+            .count(),
         3,
         "each step was scheduled once"
     );
@@ -57,15 +84,27 @@ async fn charge_happens_once_when_the_charger_dies_after_charging_and_before_rep
     let _orchestrator = deployment.spawn(Bin::Orchestrator, &[]);
     let _validator = deployment.spawn(Bin::PaymentValidator, &[]);
     let _receipts = deployment.spawn(Bin::ReceiptSender, &[]);
-    let mut charger = vec![deployment.spawn(Bin::Charger, &[("FAILPOINTS", "charger.after-charge=return")])];
+    let mut charger = vec![deployment.spawn(
+        Bin::Charger,
+        &[("FAILPOINTS", "charger.after-charge=return")],
+    )];
 
-    deployment.publish_start(&payment::start("order-charger-crash")).await;
+    deployment
+        .publish_start(&payment::start("order-charger-crash"))
+        .await;
     wait_for_sigkill("the charger hits its crash point", &mut charger).await;
-    assert_eq!(deployment.count("SELECT count(*) FROM charges").await, 1, "the charge was recorded before the crash");
+    assert_eq!(
+        deployment.count("SELECT count(*) FROM charges").await,
+        1,
+        "the charge was recorded before the crash"
+    );
 
     // The unacked command is redelivered to a new charger, which finds the charge already made.
     let _charger = deployment.spawn(Bin::Charger, &[]);
-    assert_eq!(deployment.wait_for_end("order-charger-crash", END).await, "completed");
+    assert_eq!(
+        deployment.wait_for_end("order-charger-crash", END).await,
+        "completed"
+    );
     assert_eq!(deployment.count("SELECT count(*) FROM charges").await, 1);
     assert_eq!(deployment.count("SELECT count(*) FROM receipts").await, 1);
 }
@@ -78,13 +117,21 @@ async fn a_result_published_twice_is_recorded_once() {
     let _charger = deployment.spawn(Bin::Charger, &[]);
     // Dies after its reply is confirmed and before it acks the command: the command comes back,
     // runs again, and the same result is published a second time.
-    let mut sender = vec![deployment.spawn(Bin::ReceiptSender, &[("FAILPOINTS", "activity.before-ack=return")])];
+    let mut sender = vec![deployment.spawn(
+        Bin::ReceiptSender,
+        &[("FAILPOINTS", "activity.before-ack=return")],
+    )];
 
-    deployment.publish_start(&payment::start("order-double-reply")).await;
+    deployment
+        .publish_start(&payment::start("order-double-reply"))
+        .await;
     wait_for_sigkill("the receipt sender hits its crash point", &mut sender).await;
     let _sender = deployment.spawn(Bin::ReceiptSender, &[]);
 
-    assert_eq!(deployment.wait_for_end("order-double-reply", END).await, "completed");
+    assert_eq!(
+        deployment.wait_for_end("order-double-reply", END).await,
+        "completed"
+    );
     // Let the second reply arrive and be judged a duplicate.
     wait_until("the redelivered command is answered", END, || async {
         (deployment.count("SELECT count(*) FROM outbox").await == 0).then_some(())
@@ -92,7 +139,11 @@ async fn a_result_published_twice_is_recorded_once() {
     .await;
     let (saga, _) = deployment.saga("order-double-reply").await.unwrap();
     let kinds = deployment.history_kinds(saga).await;
-    assert_eq!(kinds.iter().filter(|k| *k == "ActivityCompleted").count(), 3, "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "ActivityCompleted").count(),
+        3,
+        "{kinds:?}"
+    );
     assert_eq!(kinds.last().map(String::as_str), Some("SagaCompleted"));
     assert_eq!(deployment.count("SELECT count(*) FROM receipts").await, 1);
 }

@@ -20,19 +20,51 @@ async fn wait_for_exit(service: &mut Service) -> ExitStatus {
 async fn unreachable_servers_and_bad_config_stop_each_binary_with_a_clear_error() {
     let mut deployment = Deployment::new().await;
     let cases: &[(Bin, (&str, &str), &str)] = &[
-        (Bin::Orchestrator, ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none"), "cannot connect to PostgreSQL"),
-        (Bin::Orchestrator, ("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f"), "cannot connect to RabbitMQ"),
-        (Bin::Orchestrator, ("SAGAFLOW_NAMESPACE", "no spaces allowed"), "invalid name"),
-        (Bin::Charger, ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none"), "PostgreSQL"),
-        (Bin::Charger, ("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f"), "RabbitMQ"),
-        (Bin::PaymentValidator, ("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f"), "RabbitMQ"),
+        (
+            Bin::Orchestrator,
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none"),
+            "cannot connect to PostgreSQL",
+        ),
+        (
+            Bin::Orchestrator,
+            ("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f"),
+            "cannot connect to RabbitMQ",
+        ),
+        (
+            Bin::Orchestrator,
+            ("SAGAFLOW_NAMESPACE", "no spaces allowed"),
+            "invalid name",
+        ),
+        (
+            Bin::Charger,
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none"),
+            "PostgreSQL",
+        ),
+        (
+            Bin::Charger,
+            ("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f"),
+            "RabbitMQ",
+        ),
+        (
+            Bin::PaymentValidator,
+            ("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f"),
+            "RabbitMQ",
+        ),
     ];
     for (bin, setting, message) in cases {
         let mut service = deployment.spawn(*bin, &[*setting]);
         let status = wait_for_exit(&mut service).await;
         let log = service.log_text();
-        assert!(!status.success(), "{} with {setting:?} exited successfully: {log}", bin.name());
-        assert!(log.contains(message), "{} with {setting:?} did not say {message:?}: {log}", bin.name());
+        assert!(
+            !status.success(),
+            "{} with {setting:?} exited successfully: {log}",
+            bin.name()
+        );
+        assert!(
+            log.contains(message),
+            "{} with {setting:?} did not say {message:?}: {log}",
+            bin.name()
+        );
     }
 }
 
@@ -41,8 +73,13 @@ async fn sigterm_stops_every_binary_cleanly_and_work_continues_after_a_restart()
     let mut deployment = Deployment::new().await;
     let mut orchestrator = deployment.spawn(Bin::Orchestrator, &[]);
     let mut services = deployment.spawn_activity_services();
-    deployment.publish_start(&payment::start("order-before-stop")).await;
-    assert_eq!(deployment.wait_for_end("order-before-stop", EXIT).await, "completed");
+    deployment
+        .publish_start(&payment::start("order-before-stop"))
+        .await;
+    assert_eq!(
+        deployment.wait_for_end("order-before-stop", EXIT).await,
+        "completed"
+    );
 
     orchestrator.terminate();
     for service in &services {
@@ -50,12 +87,22 @@ async fn sigterm_stops_every_binary_cleanly_and_work_continues_after_a_restart()
     }
     for service in std::iter::once(&mut orchestrator).chain(services.iter_mut()) {
         let status = wait_for_exit(service).await;
-        assert!(status.success(), "{} exited with {status} on SIGTERM: {}", service.bin.name(), service.log_text());
+        assert!(
+            status.success(),
+            "{} exited with {status} on SIGTERM: {}",
+            service.bin.name(),
+            service.log_text()
+        );
     }
 
     // Started while everything is down; finished once it is back.
-    deployment.publish_start(&payment::start("order-while-down")).await;
+    deployment
+        .publish_start(&payment::start("order-while-down"))
+        .await;
     let _orchestrator = deployment.spawn(Bin::Orchestrator, &[]);
     let _services = deployment.spawn_activity_services();
-    assert_eq!(deployment.wait_for_end("order-while-down", EXIT).await, "completed");
+    assert_eq!(
+        deployment.wait_for_end("order-while-down", EXIT).await,
+        "completed"
+    );
 }

@@ -40,7 +40,11 @@ async fn a_payment_saga_runs_to_the_end_with_one_charge_and_one_receipt() {
         .fetch_one(&deployment.db)
         .await
         .unwrap();
-    assert_eq!(output["charge_id"], charge_id.to_string(), "the receipt is for the charge");
+    assert_eq!(
+        output["charge_id"],
+        charge_id.to_string(),
+        "the receipt is for the charge"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,13 +55,19 @@ async fn an_invalid_card_fails_the_saga_before_anything_is_charged() {
 
     let mut request = payment::request("order-bad-card");
     request.card_number = "4242 4242 4242 4241".into();
-    deployment.publish_start(&payment::start_with(request)).await;
+    deployment
+        .publish_start(&payment::start_with(request))
+        .await;
 
-    assert_eq!(deployment.wait_for_end("order-bad-card", END).await, "failed");
-    let error: serde_json::Value = sqlx::query_scalar("SELECT error FROM sagas WHERE start_key = 'order-bad-card'")
-        .fetch_one(&deployment.db)
-        .await
-        .unwrap();
+    assert_eq!(
+        deployment.wait_for_end("order-bad-card", END).await,
+        "failed"
+    );
+    let error: serde_json::Value =
+        sqlx::query_scalar("SELECT error FROM sagas WHERE start_key = 'order-bad-card'")
+            .fetch_one(&deployment.db)
+            .await
+            .unwrap();
     assert_eq!(error["details"]["kind"], "InvalidPayment", "{error}");
     assert_eq!(deployment.count("SELECT count(*) FROM charges").await, 0);
 }
@@ -66,14 +76,22 @@ async fn an_invalid_card_fails_the_saga_before_anything_is_charged() {
 async fn commands_wait_in_their_queue_until_the_activity_service_starts() {
     let mut deployment = Deployment::new().await;
     let _orchestrator = deployment.spawn(Bin::Orchestrator, &[]);
-    deployment.publish_start(&payment::start("order-early")).await;
+    deployment
+        .publish_start(&payment::start("order-early"))
+        .await;
     sagaflow_e2e::wait_until("the first command left the outbox", END, || async {
-        (deployment.count("SELECT count(*) FROM saga_events WHERE kind = 'ActivityScheduled'").await == 1
+        (deployment
+            .count("SELECT count(*) FROM saga_events WHERE kind = 'ActivityScheduled'")
+            .await
+            == 1
             && deployment.count("SELECT count(*) FROM outbox").await == 0)
             .then_some(())
     })
     .await;
 
     let _services = deployment.spawn_activity_services();
-    assert_eq!(deployment.wait_for_end("order-early", END).await, "completed");
+    assert_eq!(
+        deployment.wait_for_end("order-early", END).await,
+        "completed"
+    );
 }

@@ -16,14 +16,29 @@ async fn the_same_start_key_twice_starts_one_saga() {
     deployment.publish_start(&start).await;
     deployment.publish_start(&start).await;
     // A third, later start of the same order, after the first has finished.
-    assert_eq!(deployment.wait_for_end("order-twice", END).await, "completed");
-    deployment.publish_start(&start).await;
-    deployment.publish_start(&payment::start("order-after")).await;
-    assert_eq!(deployment.wait_for_end("order-after", END).await, "completed");
-
-    assert_eq!(deployment.count("SELECT count(*) FROM sagas WHERE start_key = 'order-twice'").await, 1);
     assert_eq!(
-        deployment.count("SELECT count(*) FROM charges WHERE order_id = 'order-twice'").await,
+        deployment.wait_for_end("order-twice", END).await,
+        "completed"
+    );
+    deployment.publish_start(&start).await;
+    deployment
+        .publish_start(&payment::start("order-after"))
+        .await;
+    assert_eq!(
+        deployment.wait_for_end("order-after", END).await,
+        "completed"
+    );
+
+    assert_eq!(
+        deployment
+            .count("SELECT count(*) FROM sagas WHERE start_key = 'order-twice'")
+            .await,
+        1
+    );
+    assert_eq!(
+        deployment
+            .count("SELECT count(*) FROM charges WHERE order_id = 'order-twice'")
+            .await,
         1
     );
 }
@@ -36,23 +51,35 @@ async fn a_redelivered_start_without_a_start_key_starts_one_saga() {
     start.start_key = None;
     let body = serde_json::to_vec(&start).unwrap();
     // The same message (same message id) arriving twice, as after a lost ack.
-    deployment.publish_to_start_queue(body.clone(), "message-1").await;
+    deployment
+        .publish_to_start_queue(body.clone(), "message-1")
+        .await;
     deployment.publish_to_start_queue(body, "message-1").await;
-    deployment.publish_start(&payment::start("order-marker")).await;
+    deployment
+        .publish_start(&payment::start("order-marker"))
+        .await;
     sagaflow_e2e::wait_until("the marker saga started", END, || async {
         deployment.saga("order-marker").await
     })
     .await;
-    assert_eq!(deployment.count("SELECT count(*) FROM sagas WHERE start_key = 'message-1'").await, 1);
+    assert_eq!(
+        deployment
+            .count("SELECT count(*) FROM sagas WHERE start_key = 'message-1'")
+            .await,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_starts_are_dead_lettered_with_their_reason_and_the_next_start_still_completes() {
     let mut deployment = Deployment::new().await;
-    let _orchestrator = deployment.spawn(Bin::Orchestrator, &[("SAGAFLOW_MAX_MESSAGE_BYTES", "4096")]);
+    let _orchestrator =
+        deployment.spawn(Bin::Orchestrator, &[("SAGAFLOW_MAX_MESSAGE_BYTES", "4096")]);
     let _services = deployment.spawn_activity_services();
 
-    deployment.publish_to_start_queue(b"{ this is not json".to_vec(), "bad-json").await;
+    deployment
+        .publish_to_start_queue(b"{ this is not json".to_vec(), "bad-json")
+        .await;
     let mut unknown = payment::start("order-unknown-type");
     unknown.saga_type = "ShipParcel".into();
     deployment.publish_start(&unknown).await;
@@ -62,17 +89,34 @@ async fn malformed_starts_are_dead_lettered_with_their_reason_and_the_next_start
     let mut oversized = payment::start("order-huge");
     oversized.input["order_id"] = serde_json::Value::String("x".repeat(8192));
     deployment.publish_start(&oversized).await;
-    deployment.publish_start(&payment::start("order-good")).await;
+    deployment
+        .publish_start(&payment::start("order-good"))
+        .await;
 
-    assert_eq!(deployment.wait_for_end("order-good", END).await, "completed");
+    assert_eq!(
+        deployment.wait_for_end("order-good", END).await,
+        "completed"
+    );
     let letters = deployment.take_dead_letters(4, END).await;
-    let reasons: Vec<String> = letters.iter().map(|l| l.reason.clone().unwrap_or_default()).collect();
+    let reasons: Vec<String> = letters
+        .iter()
+        .map(|l| l.reason.clone().unwrap_or_default())
+        .collect();
     let has = |needle: &str| reasons.iter().any(|r| r.contains(needle));
     assert!(has("not a StartSaga message"), "{reasons:?}");
     assert!(has("unknown saga type \"ShipParcel\""), "{reasons:?}");
     assert!(has("does not fit saga type ProcessPayment"), "{reasons:?}");
     assert!(has("exceeds the limit of 4096 bytes"), "{reasons:?}");
-    assert!(letters.iter().all(|l| l.queue.as_deref() == Some(deployment.topology.start_queue().as_str())));
-    assert!(letters.iter().any(|l| l.body == b"{ this is not json"), "the body is kept as it was");
-    assert_eq!(deployment.count("SELECT count(*) FROM sagas").await, 1, "only the good start made a saga");
+    assert!(letters
+        .iter()
+        .all(|l| l.queue.as_deref() == Some(deployment.topology.start_queue().as_str())));
+    assert!(
+        letters.iter().any(|l| l.body == b"{ this is not json"),
+        "the body is kept as it was"
+    );
+    assert_eq!(
+        deployment.count("SELECT count(*) FROM sagas").await,
+        1,
+        "only the good start made a saga"
+    );
 }

@@ -1,0 +1,59 @@
+//! Write a Sagaflow activity service in Rust.
+//!
+//! An activity service consumes [`ActivityCommand`](contracts::ActivityCommand)s from one queue
+//! per activity, runs a typed handler for each, publishes the
+//! [`ActivityResult`](contracts::ActivityResult) to the orchestrator with a publisher confirm and
+//! only then acks the command. If the service dies anywhere in between, the command is
+//! redelivered, so **handlers must be idempotent**: every attempt and every redelivery of one
+//! saga step carries the same [`ActivityContext::idempotency_key`]; do the effect once per key.
+//!
+//! ```no_run
+//! use sagaflow_sdk::{ActivityContext, ActivityError, ActivityWorker, WorkerArgs};
+//! use clap::Parser;
+//!
+//! #[derive(Parser)]
+//! struct Args {
+//!     #[command(flatten)]
+//!     worker: WorkerArgs,
+//! }
+//!
+//! async fn greet(_ctx: ActivityContext, name: String) -> Result<String, ActivityError> {
+//!     Ok(format!("hello {name}"))
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> anyhow::Result<()> {
+//!     sagaflow_sdk::init_tracing();
+//!     let _failpoints = sagaflow_sdk::fail_scenario()?;
+//!     let args = Args::parse();
+//!     let shutdown = sagaflow_sdk::shutdown_on_signals()?;
+//!     ActivityWorker::new(args.worker.into_config("greeter"))
+//!         .register("Greet", greet)
+//!         .run(shutdown)
+//!         .await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! See `examples/my_activity.rs` for a complete service.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod context;
+mod delivery;
+mod handler;
+mod worker;
+
+pub use config::{WorkerArgs, WorkerConfig, DEFAULT_CONNECT_TIMEOUT};
+pub use context::ActivityContext;
+pub use sagaflow_process::{
+    crash_point, fail_scenario, init_tracing, shutdown_on_signals, sigkill_self, InvalidFailPoints,
+};
+pub use worker::{ActivityWorker, WorkerError};
+
+pub use sagaflow_amqp::{redact as redact_url, QueueType};
+/// The wire contracts (message envelopes, ids, the demo payment payloads).
+pub use sagaflow_contracts as contracts;
+pub use sagaflow_contracts::ActivityError;
+pub use tokio_util::sync::CancellationToken;

@@ -15,10 +15,11 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _crash_points = sagaflow_process::arm_crash_points();
     sagaflow_process::init_tracing();
+    let _crash_points = sagaflow_process::fail_scenario()?;
     let cli = Cli::parse();
-    let shutdown = sagaflow_process::shutdown_on_signals();
+    let shutdown =
+        sagaflow_process::shutdown_on_signals().context("cannot listen for SIGTERM/SIGINT")?;
     Orchestrator::new(demo::registry())
         .run(cli.config, shutdown)
         .await

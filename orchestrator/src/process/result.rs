@@ -1,5 +1,6 @@
 use sagaflow_amqp::Delivery;
 use sagaflow_contracts::{ActivityOutcome, ActivityResult, SagaEvent, SagaStatus};
+use tracing::Instrument;
 
 use super::{Disposition, ProcessError, Processor};
 use crate::engine::{CachedSaga, SagaRun};
@@ -25,8 +26,13 @@ impl Processor {
             step = %result.step,
             activity = %result.activity,
         );
-        let _entered = span.enter();
+        self.advance_with_result(result).instrument(span).await
+    }
 
+    async fn advance_with_result(
+        &self,
+        result: ActivityResult,
+    ) -> Result<Disposition, ProcessError> {
         let mut tx = self.pool.begin().await?;
         let Some(saga) = store::lock_saga(&mut tx, result.saga_id).await? else {
             return Ok(Disposition::DeadLetter(format!(

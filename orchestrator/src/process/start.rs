@@ -1,8 +1,9 @@
-use sagaflow_amqp::{header, Delivery};
+use sagaflow_amqp::Delivery;
 use sagaflow_contracts::{SagaEvent, SagaId, StartSaga};
+use tracing::Instrument;
 
 use super::{Disposition, ProcessError, Processor};
-use crate::engine::SagaRun;
+use crate::engine::{SagaDefinition, SagaRun};
 use crate::store::{self, NewSaga};
 
 impl Processor {
@@ -38,8 +39,18 @@ impl Processor {
         let start_key = start.start_key.clone().or(message_id);
         let saga_id = SagaId::new_random();
         let span = tracing::info_span!("start_saga", %saga_id, saga_type = %start.saga_type);
-        let _entered = span.enter();
+        self.insert_and_start(saga_id, start, start_key, definition)
+            .instrument(span)
+            .await
+    }
 
+    async fn insert_and_start(
+        &self,
+        saga_id: SagaId,
+        start: StartSaga,
+        start_key: Option<String>,
+        definition: &SagaDefinition,
+    ) -> Result<Disposition, ProcessError> {
         let mut tx = self.pool.begin().await?;
         let new_saga = NewSaga {
             id: saga_id,
@@ -66,9 +77,6 @@ impl Processor {
         let advanced = run.advance();
         self.commit_advance(tx, saga_id, 0, started, run, advanced)
             .await?;
-        if let Some(trace) = header(delivery, sagaflow_contracts::headers::TRACEPARENT) {
-            tracing::debug!(traceparent = trace, "started from a traced message");
-        }
         Ok(Disposition::Ack)
     }
 }

@@ -15,7 +15,7 @@ pub use sagas::{
 };
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 
 /// The embedded migrations, run at start-up.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -43,15 +43,21 @@ pub enum ConnectError {
 /// Connects a pool of up to `max_connections` to `url` and runs the migrations.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, ConnectError> {
     let options: PgConnectOptions = url.parse().map_err(ConnectError::InvalidUrl)?;
+    let unreachable = |source| ConnectError::Unreachable {
+        url: sagaflow_amqp::redact(url),
+        source,
+    };
+    // One plain connection first: a pool would retry until its timeout and hide the cause.
+    let probe = PgConnection::connect_with(&options)
+        .await
+        .map_err(unreachable)?;
+    let _ = probe.close().await;
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(std::time::Duration::from_secs(10))
+        .acquire_timeout(std::time::Duration::from_secs(30))
         .connect_with(options)
         .await
-        .map_err(|source| ConnectError::Unreachable {
-            url: sagaflow_amqp::redact(url),
-            source,
-        })?;
+        .map_err(unreachable)?;
     MIGRATOR.run(&pool).await?;
     Ok(pool)
 }

@@ -41,36 +41,36 @@ pub async fn enqueue_outbox(
 /// claimed are skipped, so several replicas relay in parallel without publishing a row twice
 /// (unless one dies after publishing and before its commit; consumers de-duplicate that).
 pub async fn claim_outbox_batch(tx: &mut Tx, limit: i64) -> Result<Vec<OutboxRow>, sqlx::Error> {
-    let rows: Vec<(
-        i64,
-        String,
-        String,
-        String,
-        String,
-        sqlx::types::Json<Vec<(String, String)>>,
-        Vec<u8>,
-    )> = sqlx::query_as(
+    #[derive(sqlx::FromRow)]
+    struct Record {
+        id: i64,
+        exchange: String,
+        routing_key: String,
+        message_id: String,
+        message_type: String,
+        headers: sqlx::types::Json<Vec<(String, String)>>,
+        body: Vec<u8>,
+    }
+    let records: Vec<Record> = sqlx::query_as(
         "SELECT id, exchange, routing_key, message_id, message_type, headers, body
-             FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+         FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
     )
     .bind(limit)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(rows
+    Ok(records
         .into_iter()
-        .map(
-            |(id, exchange, routing_key, message_id, message_type, headers, body)| OutboxRow {
-                id,
-                message: OutgoingMessage {
-                    exchange,
-                    routing_key,
-                    message_id,
-                    message_type,
-                    headers: headers.0,
-                    body,
-                },
+        .map(|r| OutboxRow {
+            id: r.id,
+            message: OutgoingMessage {
+                exchange: r.exchange,
+                routing_key: r.routing_key,
+                message_id: r.message_id,
+                message_type: r.message_type,
+                headers: r.headers.0,
+                body: r.body,
             },
-        )
+        })
         .collect())
 }
 

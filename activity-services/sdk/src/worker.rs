@@ -1,0 +1,471 @@
+//! [`ActivityWorker`]: consume each activity's queue, run its handler, publish the result with a
+//! confirm, then ack.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sagaflow_amqp::{
+    consume, dead_letter, declare_activity_queue, declare_core, header, Channel, ConnectError,
+    Connection, ConsumeError, Delivery, OutgoingMessage, PublishError, Publisher,
+};
+use sagaflow_contracts::{
+    headers, validate_name, ActivityCommand, ActivityError, ActivityOutcome, InvalidName, Topology,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::delivery::parse_command;
+use crate::handler::{erase, ErasedHandler};
+use crate::{ActivityContext, WorkerConfig};
+
+/// How long to wait before returning a command whose result the broker refused, so that a
+/// broker in trouble is not hammered with redeliveries.
+const REFUSED_REPLY_BACKOFF: Duration = Duration::from_secs(1);
+/// How long closing the connection may take at the end of [`ActivityWorker::run`].
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs the handlers of one or more activities. Build it with [`ActivityWorker::new`], add
+/// handlers with [`ActivityWorker::register`], then [`ActivityWorker::run`] it.
+pub struct ActivityWorker {
+    config: WorkerConfig,
+    activities: Vec<(String, ErasedHandler)>,
+}
+
+/// Why [`ActivityWorker::run`] stopped with an error. Every variant is fatal for the worker: the
+/// binary should exit non-zero so its supervisor restarts it. Commands that were not acked are
+/// redelivered, so nothing is lost.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// No activity was registered. Call [`ActivityWorker::register`] before `run`.
+    #[error("no activity registered: call ActivityWorker::register before run")]
+    NoActivities,
+    /// An activity name cannot be used in a queue name. Register it under a valid name.
+    #[error("cannot register the activity: {0}")]
+    InvalidActivityName(#[source] InvalidName),
+    /// The same activity was registered twice. Register each activity once.
+    #[error("activity {activity:?} is registered twice; register each activity once")]
+    DuplicateActivity {
+        /// The name registered twice.
+        activity: String,
+    },
+    /// RabbitMQ refused the connection or could not be reached. Check `AMQP_URL` and that the
+    /// broker is running, then start again.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// RabbitMQ did not accept the connection in time
+    /// ([`WorkerConfig::connect_timeout`]). Check that the broker is reachable, then start again.
+    #[error("RabbitMQ at {url} did not accept a connection within {timeout:?}. Check AMQP_URL and that the broker is reachable")]
+    ConnectTimedOut {
+        /// The URL without its password.
+        url: String,
+        /// How long it waited.
+        timeout: Duration,
+    },
+    /// A channel could not be opened: the connection failed. Start again.
+    #[error("cannot open a RabbitMQ channel: {0}. Start the service again")]
+    Channel(#[source] lapin::Error),
+    /// A queue or exchange could not be declared. Most often it already exists with other
+    /// arguments: use the same `SAGAFLOW_QUEUE_TYPE` as the orchestrator.
+    #[error("cannot declare {what}: {source}. If it exists with other arguments, use the same SAGAFLOW_QUEUE_TYPE as the orchestrator")]
+    Declare {
+        /// What was being declared.
+        what: String,
+        /// The broker's answer.
+        #[source]
+        source: lapin::Error,
+    },
+    /// The broker connection failed while consuming. Start the service again; unacked commands
+    /// are redelivered.
+    #[error(transparent)]
+    Consume(#[from] ConsumeError),
+    /// The broker stopped delivering from a queue without being asked (was it deleted?). Start
+    /// the service again: it declares the queue again.
+    #[error("the broker stopped delivering from {queue:?} (was the queue deleted?). Start the service again to declare it")]
+    ConsumerCancelled {
+        /// The queue.
+        queue: String,
+    },
+    /// Results can no longer be published (the channel failed, or the results queue is gone).
+    /// Start the service again; the commands whose results were not confirmed are redelivered.
+    #[error("cannot publish activity results any more: {0}. Start the service again; unconfirmed commands are redelivered")]
+    Reply(#[source] PublishError),
+}
+
+impl ActivityWorker {
+    /// A worker with no activities yet.
+    pub fn new(config: WorkerConfig) -> Self {
+        ActivityWorker {
+            config,
+            activities: Vec::new(),
+        }
+    }
+
+    /// Runs `handler` for every command of `activity`.
+    ///
+    /// The command's input is deserialized into `I`; an input that does not fit fails the step
+    /// permanently with kind `InvalidInput`. The handler's `Ok` output is serialized as the
+    /// step's output; its `Err` is reported as it is (see [`ActivityError::permanent`] and
+    /// [`ActivityError::transient`]); a panic fails the step permanently with kind
+    /// `ActivityPanicked`.
+    ///
+    /// A command can be delivered more than once (after a crash, or a lost connection): do the
+    /// effect once per [`ActivityContext::idempotency_key`].
+    ///
+    /// The name is checked when the worker runs (see [`WorkerError::InvalidActivityName`]).
+    pub fn register<I, O, F, Fut>(mut self, activity: impl Into<String>, handler: F) -> Self
+    where
+        I: DeserializeOwned + Send + 'static,
+        O: Serialize + Send + 'static,
+        F: Fn(ActivityContext, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, ActivityError>> + Send + 'static,
+    {
+        self.activities.push((activity.into(), erase(handler)));
+        self
+    }
+
+    /// The configuration the worker runs with.
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
+    /// Connects, declares the topology and the queue of every registered activity, and consumes
+    /// them until `shutdown` is cancelled. Then it stops taking commands, finishes those in
+    /// flight, closes the connection and returns `Ok`.
+    ///
+    /// Returns an error when it cannot start or when the broker connection fails while running;
+    /// see [`WorkerError`].
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        let activities = checked_activities(self.activities)?;
+        let config = self.config;
+        let url = sagaflow_amqp::redact(&config.amqp_url);
+        let connect = tokio::time::timeout(
+            config.connect_timeout,
+            sagaflow_amqp::connect(&config.amqp_url, &config.service_name),
+        );
+        let connection = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            connected = connect => connected.map_err(|_| WorkerError::ConnectTimedOut {
+                url: url.clone(),
+                timeout: config.connect_timeout,
+            })??,
+        };
+        tracing::info!(
+            service = config.service_name,
+            url,
+            namespace = config.topology.namespace(),
+            activities = ?activities.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(),
+            "connected to RabbitMQ"
+        );
+        let result = serve(&connection, &config, activities, shutdown).await;
+        match tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "worker stopped")).await {
+            Ok(Ok(())) => {}
+            // After a failure the connection is usually gone already: nothing to report.
+            Ok(Err(error)) if result.is_ok() => {
+                tracing::warn!(%error, "closing the RabbitMQ connection failed")
+            }
+            Err(_) if result.is_ok() => tracing::warn!("closing the RabbitMQ connection timed out"),
+            _ => {}
+        }
+        if result.is_ok() {
+            tracing::info!(service = config.service_name, "stopped");
+        }
+        result
+    }
+}
+
+fn checked_activities(
+    activities: Vec<(String, ErasedHandler)>,
+) -> Result<Vec<(String, ErasedHandler)>, WorkerError> {
+    if activities.is_empty() {
+        return Err(WorkerError::NoActivities);
+    }
+    for (index, (name, _)) in activities.iter().enumerate() {
+        validate_name(name).map_err(WorkerError::InvalidActivityName)?;
+        if activities[..index].iter().any(|(other, _)| other == name) {
+            return Err(WorkerError::DuplicateActivity {
+                activity: name.clone(),
+            });
+        }
+    }
+    Ok(activities)
+}
+
+/// Declares, then consumes every activity queue until `shutdown` or a failure.
+async fn serve(
+    connection: &Connection,
+    config: &WorkerConfig,
+    activities: Vec<(String, ErasedHandler)>,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let topology = &config.topology;
+    let publisher = Publisher::open(connection)
+        .await
+        .map_err(WorkerError::Channel)?;
+    declare_core(publisher.channel(), topology, config.queue_type)
+        .await
+        .map_err(|source| WorkerError::Declare {
+            what: "the dead-letter, start and results queues".to_owned(),
+            source,
+        })?;
+    let failure = Arc::new(Failure {
+        stop: shutdown.child_token(),
+        first: Mutex::new(None),
+    });
+    let mut consumers = Vec::with_capacity(activities.len());
+    for (activity, handler) in activities {
+        let queue = topology.activity_queue(&activity);
+        declare_activity_queue(publisher.channel(), topology, config.queue_type, &activity)
+            .await
+            .map_err(|source| WorkerError::Declare {
+                what: format!("queue {queue:?}"),
+                source,
+            })?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(WorkerError::Channel)?;
+        let queue = Arc::new(ActivityQueue {
+            activity,
+            queue,
+            handler,
+            publisher: publisher.clone(),
+            topology: topology.clone(),
+            max_message_bytes: config.max_message_bytes,
+            failure: Arc::clone(&failure),
+        });
+        consumers.push(consume_queue(channel, queue, config.concurrency));
+    }
+    tracing::info!(
+        concurrency = config.concurrency,
+        "consuming activity commands"
+    );
+    futures::future::join_all(consumers).await;
+    let _ = publisher.channel().close(200, "worker stopped").await;
+    failure.take()
+}
+
+/// Consumes one activity queue until the worker stops, recording why it stopped if it was not
+/// asked to.
+async fn consume_queue(channel: Channel, queue: Arc<ActivityQueue>, concurrency: u16) {
+    let stop = queue.failure.stop.clone();
+    let handling = Arc::clone(&queue);
+    let result = consume(
+        &channel,
+        &queue.queue,
+        concurrency,
+        stop.clone(),
+        move |delivery| {
+            let queue = Arc::clone(&handling);
+            async move { queue.handle(delivery).await }
+        },
+    )
+    .await;
+    match result {
+        Err(error) => queue.failure.fail(error.into()),
+        Ok(()) if !stop.is_cancelled() => queue.failure.fail(WorkerError::ConsumerCancelled {
+            queue: queue.queue.clone(),
+        }),
+        Ok(()) => {}
+    }
+    // Best effort: after a failure the channel is usually gone already.
+    let _ = channel.close(200, "worker stopped").await;
+}
+
+/// The first fatal error of a running worker, and the token that stops every consumer.
+struct Failure {
+    stop: CancellationToken,
+    first: Mutex<Option<WorkerError>>,
+}
+
+impl Failure {
+    fn fail(&self, error: WorkerError) {
+        tracing::error!(%error, "stopping the worker");
+        let mut first = self
+            .first
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        first.get_or_insert(error);
+        self.stop.cancel();
+    }
+
+    fn take(&self) -> Result<(), WorkerError> {
+        let mut first = self
+            .first
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        first.take().map_or(Ok(()), Err)
+    }
+}
+
+/// One activity's queue and handler, shared by its in-flight deliveries.
+struct ActivityQueue {
+    activity: String,
+    queue: String,
+    handler: ErasedHandler,
+    publisher: Publisher,
+    topology: Topology,
+    max_message_bytes: usize,
+    failure: Arc<Failure>,
+}
+
+impl ActivityQueue {
+    /// Runs, replies to and acks one delivery, or dead-letters it if it is not a command for
+    /// this queue. Never panics on input.
+    async fn handle(&self, delivery: Delivery) {
+        let command = match parse_command(&delivery.data, &self.activity, self.max_message_bytes) {
+            Ok(command) => command,
+            Err(rejection) => {
+                let reason = rejection.to_string();
+                let moved = dead_letter(
+                    &self.publisher,
+                    &self.topology,
+                    &delivery,
+                    &self.queue,
+                    &reason,
+                )
+                .await;
+                if let Err(error) = moved {
+                    tracing::error!(queue = self.queue, %error, reason, "could not dead-letter a message; it stays unacked until the channel closes");
+                }
+                return;
+            }
+        };
+        let span = tracing::info_span!(
+            "activity",
+            saga_id = %command.saga_id,
+            step = command.step.0,
+            attempt = command.attempt,
+            activity = command.activity,
+            redelivered = delivery.redelivered,
+        );
+        self.run(delivery, command).instrument(span).await
+    }
+
+    async fn run(&self, delivery: Delivery, mut command: ActivityCommand) {
+        let started = Instant::now();
+        let input = std::mem::take(&mut command.input);
+        let outcome = (self.handler)(ActivityContext::from_command(&command), input).await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match &outcome {
+            ActivityOutcome::Completed { .. } => tracing::info!(elapsed_ms, "activity completed"),
+            ActivityOutcome::Failed { error } => tracing::warn!(
+                elapsed_ms,
+                kind = error.kind,
+                retryable = error.retryable,
+                message = error.message,
+                "activity failed"
+            ),
+        }
+        sagaflow_process::crash_point("activity.before-reply");
+        let reply = self.reply_message(&command, outcome, &delivery);
+        match self.publisher.publish_confirmed(&reply).await {
+            Ok(()) => {
+                sagaflow_process::crash_point("activity.before-ack");
+                if let Err(error) = delivery.ack(Default::default()).await {
+                    tracing::warn!(%error, "could not ack the command after its result was confirmed; it will be redelivered and run again");
+                }
+            }
+            Err(error) => self.return_command(&delivery, error).await,
+        }
+    }
+
+    /// The [`sagaflow_contracts::ActivityResult`] message for `command`.
+    fn reply_message(
+        &self,
+        command: &ActivityCommand,
+        outcome: ActivityOutcome,
+        delivery: &Delivery,
+    ) -> OutgoingMessage {
+        let result = command.reply(outcome);
+        let mut reply_headers = vec![
+            (headers::SAGA_ID.to_owned(), command.saga_id.to_string()),
+            (headers::STEP.to_owned(), command.step.to_string()),
+            (headers::ATTEMPT.to_owned(), command.attempt.to_string()),
+        ];
+        // Keep the trace going: the result belongs to the trace of the command.
+        for name in [headers::TRACEPARENT, headers::TRACESTATE] {
+            if let Some(value) = header(delivery, name) {
+                reply_headers.push((name.to_owned(), value));
+            }
+        }
+        OutgoingMessage {
+            exchange: String::new(),
+            routing_key: self.topology.results_queue(),
+            message_id: uuid::Uuid::new_v4().to_string(),
+            message_type: headers::message_type::ACTIVITY_RESULT.to_owned(),
+            headers: reply_headers,
+            // Ids, strings, numbers and JSON values: nothing in a result can fail to serialize.
+            body: serde_json::to_vec(&result).expect("an ActivityResult serializes to JSON"),
+        }
+    }
+
+    /// The result was not confirmed: put the command back so that it runs again (handlers are
+    /// idempotent), and stop the worker if results cannot be published any more.
+    async fn return_command(&self, delivery: &Delivery, error: PublishError) {
+        tracing::error!(%error, "the result was not published; returning the command to the queue to run again");
+        let broken = matches!(
+            error,
+            PublishError::Channel { .. } | PublishError::Unroutable { .. }
+        );
+        if !broken {
+            tokio::time::sleep(REFUSED_REPLY_BACKOFF).await;
+        }
+        let requeue = lapin::options::BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        };
+        if let Err(nack_error) = delivery.nack(requeue).await {
+            tracing::warn!(%nack_error, "could not return the command; the broker returns it when the channel closes");
+        }
+        if broken {
+            self.failure.fail(WorkerError::Reply(error));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn noop(_ctx: ActivityContext, _input: ()) -> Result<(), ActivityError> {
+        Ok(())
+    }
+
+    fn activities(names: &[&str]) -> Vec<(String, ErasedHandler)> {
+        names.iter().map(|n| (n.to_string(), erase(noop))).collect()
+    }
+
+    #[test]
+    fn registrations_are_checked_before_connecting() {
+        assert!(matches!(
+            checked_activities(activities(&[])),
+            Err(WorkerError::NoActivities)
+        ));
+        assert!(matches!(
+            checked_activities(activities(&["Charge", "Refund customer"])),
+            Err(WorkerError::InvalidActivityName(_))
+        ));
+        assert!(matches!(
+            checked_activities(activities(&["Charge", "Refund", "Charge"])),
+            Err(WorkerError::DuplicateActivity { activity }) if activity == "Charge"
+        ));
+        assert_eq!(
+            checked_activities(activities(&["Charge", "Refund"]))
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<ActivityWorker>();
+        assert_send_sync::<WorkerError>();
+        assert_send_sync::<ActivityContext>();
+        assert_send_sync::<WorkerConfig>();
+    }
+}
