@@ -8,8 +8,8 @@ pub mod bus;
 mod config;
 pub mod demo;
 pub mod engine;
+pub mod inbound;
 mod orchestrator;
-pub mod process;
 pub mod store;
 
 pub use config::Config;

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{OutboxRelay, RelayError};
 use crate::engine::{SagaCache, SagaRegistry};
-use crate::process::{Inbound, Processor};
+use crate::inbound::{Inbound, Processor};
 use crate::{store, Config};
 
 /// Runs the sagas of a [`SagaRegistry`]: consumes the start and results queues, advances sagas

@@ -1,5 +1,5 @@
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 
 /// The binaries under test.
@@ -21,13 +21,14 @@ impl Bin {
         }
     }
 
-    /// The built binary, next to the test executable's `deps/` directory.
+    /// The built binary of the same profile as the running executable: a test runs from
+    /// `target/<profile>/deps/`, the benchmark from `target/<profile>/`.
     pub fn path(self) -> PathBuf {
-        let exe = std::env::current_exe().expect("the test executable has a path");
-        let dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("tests run from target/<profile>/deps");
+        let exe = std::env::current_exe().expect("the running executable has a path");
+        let mut dir = exe.parent().expect("the executable is in a directory");
+        if dir.ends_with("deps") {
+            dir = dir.parent().expect("deps/ is inside the profile directory");
+        }
         let path = dir.join(self.name());
         assert!(
             path.exists(),

@@ -24,14 +24,11 @@ async fn validate_payment_info(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    sagaflow_sdk::init_tracing();
-    let _failpoints = sagaflow_sdk::fail_scenario()?;
+    let _crash_points = sagaflow_sdk::init_process()?;
     let args = Args::parse();
-    let shutdown =
-        sagaflow_sdk::shutdown_on_signals().context("cannot listen for SIGTERM/SIGINT")?;
     ActivityWorker::new(args.worker.into_config("payment-validator"))
         .register(VALIDATE_PAYMENT_INFO, validate_payment_info)
-        .run(shutdown)
+        .run_until_signalled()
         .await
         .context("payment-validator stopped")?;
     Ok(())

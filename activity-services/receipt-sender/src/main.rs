@@ -70,11 +70,8 @@ async fn connect_database(url: &str, max_connections: u32) -> anyhow::Result<PgP
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    sagaflow_sdk::init_tracing();
-    let _failpoints = sagaflow_sdk::fail_scenario()?;
+    let _crash_points = sagaflow_sdk::init_process()?;
     let args = Args::parse();
-    let shutdown =
-        sagaflow_sdk::shutdown_on_signals().context("cannot listen for SIGTERM/SIGINT")?;
 
     let database = sagaflow_sdk::redact_url(&args.database_url);
     let pool = connect_database(&args.database_url, args.worker.concurrency.into())
@@ -90,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
         .register(SEND_RECEIPT, move |ctx, request| {
             send_receipt(pool.clone(), ctx, request)
         })
-        .run(shutdown)
+        .run_until_signalled()
         .await
         .context("receipt-sender stopped")?;
     Ok(())

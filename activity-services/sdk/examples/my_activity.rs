@@ -71,10 +71,8 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    sagaflow_sdk::init_tracing();
-    let _failpoints = sagaflow_sdk::fail_scenario()?;
+    let _crash_points = sagaflow_sdk::init_process()?;
     let args = Args::parse();
-    let shutdown = sagaflow_sdk::shutdown_on_signals()?;
 
     let warehouse = Arc::new(Warehouse::default());
     ActivityWorker::new(args.worker.into_config("stock-service"))
@@ -82,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
             let warehouse = Arc::clone(&warehouse);
             async move { warehouse.reserve(ctx, request).await }
         })
-        .run(shutdown)
+        .run_until_signalled()
         .await?;
     Ok(())
 }

@@ -23,13 +23,11 @@
 //!
 //! #[tokio::main]
 //! async fn main() -> anyhow::Result<()> {
-//!     sagaflow_sdk::init_tracing();
-//!     let _failpoints = sagaflow_sdk::fail_scenario()?;
+//!     let _crash_points = sagaflow_sdk::init_process()?;
 //!     let args = Args::parse();
-//!     let shutdown = sagaflow_sdk::shutdown_on_signals()?;
 //!     ActivityWorker::new(args.worker.into_config("greeter"))
 //!         .register("Greet", greet)
-//!         .run(shutdown)
+//!         .run_until_signalled()
 //!         .await?;
 //!     Ok(())
 //! }
@@ -48,7 +46,8 @@ mod worker;
 pub use config::{WorkerArgs, WorkerConfig, DEFAULT_CONNECT_TIMEOUT};
 pub use context::ActivityContext;
 pub use sagaflow_process::{
-    crash_point, fail_scenario, init_tracing, shutdown_on_signals, sigkill_self, InvalidFailPoints,
+    crash_point, fail_scenario, init_process, init_tracing, shutdown_on_signals, sigkill_self,
+    InvalidFailPoints,
 };
 pub use worker::{ActivityWorker, WorkerError};
 

@@ -88,6 +88,10 @@ pub enum WorkerError {
         /// The queue.
         queue: String,
     },
+    /// The SIGTERM/SIGINT handlers could not be installed
+    /// ([`ActivityWorker::run_until_signalled`]).
+    #[error("cannot listen for SIGTERM/SIGINT: {0}")]
+    Signals(#[source] std::io::Error),
     /// Results can no longer be published (the channel failed, or the results queue is gone).
     /// Start the service again; the commands whose results were not confirmed are redelivered.
     #[error("cannot publish activity results any more: {0}. Start the service again; unconfirmed commands are redelivered")]
@@ -129,6 +133,13 @@ impl ActivityWorker {
     /// The configuration the worker runs with.
     pub fn config(&self) -> &WorkerConfig {
         &self.config
+    }
+
+    /// Runs until the first SIGTERM or SIGINT, then stops gracefully: what a service's `main`
+    /// does. See [`ActivityWorker::run`].
+    pub async fn run_until_signalled(self) -> Result<(), WorkerError> {
+        let shutdown = crate::shutdown_on_signals().map_err(WorkerError::Signals)?;
+        self.run(shutdown).await
     }
 
     /// Connects, declares the topology and the queue of every registered activity, and consumes

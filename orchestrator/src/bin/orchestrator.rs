@@ -15,8 +15,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    sagaflow_process::init_tracing();
-    let _crash_points = sagaflow_process::fail_scenario()?;
+    let _crash_points = sagaflow_process::init_process()?;
     let cli = Cli::parse();
     let shutdown =
         sagaflow_process::shutdown_on_signals().context("cannot listen for SIGTERM/SIGINT")?;

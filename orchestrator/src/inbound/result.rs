@@ -40,9 +40,13 @@ impl Processor {
                 result.saga_id
             )));
         };
-        if saga.status != SagaStatus::Running {
-            tracing::info!(status = %saga.status, "result for a saga that is not running; ignored");
-            return Ok(Disposition::Ack);
+        match saga.status {
+            SagaStatus::Running => {}
+            SagaStatus::Stuck => return self.keep_for_resume(tx, &saga, &result).await,
+            SagaStatus::Completed | SagaStatus::Failed => {
+                tracing::info!(status = %saga.status, "result for a saga that has ended; ignored");
+                return Ok(Disposition::Ack);
+            }
         }
         let cached = self
             .cache
@@ -110,6 +114,43 @@ impl Processor {
         );
         self.commit_advance(tx, saga.id, saga.next_event_seq, event, run, advanced)
             .await?;
+        Ok(Disposition::Ack)
+    }
+}
+
+impl Processor {
+    /// A stuck saga does not advance, but its results are kept in its history, so that nothing
+    /// is lost when its code is fixed and it is replayed.
+    async fn keep_for_resume(
+        &self,
+        mut tx: store::Tx,
+        saga: &store::SagaRow,
+        result: &ActivityResult,
+    ) -> Result<Disposition, ProcessError> {
+        let history = store::load_history(&mut *tx, saga.id).await?;
+        let resolved = history.iter().any(|(_, _, event)| {
+            matches!(event,
+                SagaEvent::ActivityCompleted { step, .. } | SagaEvent::ActivityFailed { step, .. }
+                    if *step == result.step)
+        });
+        if !resolved {
+            store::append_events(
+                &mut tx,
+                saga.id,
+                saga.next_event_seq,
+                &[result_event(result)],
+            )
+            .await?;
+            let update = store::SagaUpdate {
+                status: SagaStatus::Stuck,
+                next_event_seq: saga.next_event_seq + 1,
+                output: None,
+                error: saga.error.as_ref(),
+            };
+            store::update_saga(&mut tx, saga.id, update).await?;
+            tx.commit().await?;
+            tracing::warn!("result kept in the history of a stuck saga");
+        }
         Ok(Disposition::Ack)
     }
 }
