@@ -147,18 +147,24 @@ impl Deployment {
 
     /// Publishes `body` as is on the start queue.
     pub async fn publish_to_start_queue(&self, body: Vec<u8>, message_id: &str) {
+        self.publish_raw(&self.topology.start_queue(), body, message_id)
+            .await;
+    }
+
+    /// Publishes `body` as is on `queue` and waits for the broker's confirm.
+    pub async fn publish_raw(&self, queue: &str, body: Vec<u8>, message_id: &str) {
         let message = OutgoingMessage {
             exchange: String::new(),
-            routing_key: self.topology.start_queue(),
+            routing_key: queue.to_owned(),
             message_id: message_id.to_owned(),
-            message_type: headers::message_type::START_SAGA.to_owned(),
+            message_type: String::new(),
             headers: Vec::new(),
             body,
         };
         self.publisher
             .publish_confirmed(&message)
             .await
-            .expect("the start message is confirmed");
+            .expect("the message is confirmed");
     }
 
     /// The id and status of the `ProcessPayment` saga started with `start_key`.

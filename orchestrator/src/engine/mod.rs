@@ -19,4 +19,4 @@ pub use cache::{CachedSaga, SagaCache};
 pub use command::Command;
 pub use context::{ActivityCall, ActivityFailure, SagaContext, SagaError};
 pub use registry::{InvalidInput, SagaDefinition, SagaRegistry};
-pub use run::{ReplayError, RunError, SagaRun};
+pub use run::{panic_message, ReplayError, RunError, SagaRun};

@@ -26,6 +26,10 @@ pub enum RunError {
     NonDeterminism(String),
     #[error("the saga code panicked: {0}")]
     Panicked(String),
+    /// Every step has its result and the code still waits: it awaits something that is not a
+    /// Sagaflow step (a tokio timer, a channel, I/O), which will never wake it.
+    #[error("the saga code waits for something that is not a Sagaflow step (await only ctx.activity and futures built from it)")]
+    Blocked,
 }
 
 /// Rebuilding a saga from its history failed.
@@ -172,6 +176,14 @@ impl SagaRun {
         if let Some(reason) = &state.divergence {
             return Err(RunError::NonDeterminism(reason.clone()));
         }
+        let waits_for_nothing = state.issued.is_empty()
+            && state
+                .scheduled
+                .keys()
+                .all(|step| state.results.contains_key(step));
+        if self.future.is_some() && waits_for_nothing {
+            return Err(RunError::Blocked);
+        }
         Ok(std::mem::take(&mut state.issued))
     }
 
@@ -201,7 +213,8 @@ impl SagaRun {
     }
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+/// The message of a caught panic.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

@@ -345,3 +345,22 @@ fn the_cache_hands_a_run_out_once_and_drops_finished_sagas() {
     cache.put(SAGA, cached);
     assert!(cache.is_empty(), "a finished saga is not cached");
 }
+
+#[test]
+fn a_saga_awaiting_something_other_than_a_step_is_stuck_not_silently_waiting() {
+    let mut registry = SagaRegistry::new();
+    registry
+        .register("Sleepy", |ctx: SagaContext, _: Value| async move {
+            let _: Value = ctx.activity("First", &()).await?;
+            // Never wakes: the engine polls with a no-op waker and nothing records this wait.
+            std::future::pending::<()>().await;
+            Ok(())
+        })
+        .unwrap();
+    let mut run = SagaRun::start(registry.get("Sleepy").unwrap(), SAGA, json!(null)).unwrap();
+    assert_eq!(run.advance().unwrap().len(), 1);
+    assert_eq!(
+        run.on_result(StepSeq(1), Ok(json!(null))),
+        Err(RunError::Blocked)
+    );
+}

@@ -6,16 +6,18 @@ mod advance;
 mod result;
 mod start;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use sagaflow_amqp::{Delivery, Publisher};
 use sagaflow_contracts::Topology;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
-use crate::engine::{SagaCache, SagaRegistry};
+use crate::engine::{panic_message, SagaCache, SagaRegistry};
 
 /// Handles the messages of the start and results queues.
 pub struct Processor {
@@ -61,10 +63,21 @@ impl Processor {
                 self.max_message_bytes
             )))
         } else {
-            match inbound {
-                Inbound::Start => self.start_saga(&delivery).await,
-                Inbound::Results => self.record_result(&delivery).await,
-            }
+            let processing = match inbound {
+                Inbound::Start => self.start_saga(&delivery).boxed(),
+                Inbound::Results => self.record_result(&delivery).boxed(),
+            };
+            // A bug of ours must not leave the message unacked forever, nor crash-loop every
+            // replica it is redelivered to: set it aside with the panic as the reason.
+            AssertUnwindSafe(processing)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    Ok(Disposition::DeadLetter(format!(
+                        "the orchestrator panicked while processing it: {}",
+                        panic_message(&*panic)
+                    )))
+                })
         };
         let settled = match disposition {
             Ok(Disposition::Ack) => delivery.ack(BasicAckOptions::default()).await,
