@@ -1,16 +1,20 @@
-//! The Sagaflow command line: start a saga, show a saga.
+//! The Sagaflow command line: start a saga, list sagas, show one saga.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use sagaflow_amqp::{OutgoingMessage, Publisher};
-use sagaflow_contracts::{headers, SagaId, StartSaga, Topology};
+use sagaflow_contracts::{headers, SagaId, SagaStatus, StartSaga, Topology};
 use sagaflow_orchestrator::store::{self, SagaRow};
 use sqlx::PgPool;
 
 #[derive(Parser)]
-#[command(name = "sagaflow", version, about = "Start and inspect Sagaflow sagas")]
+#[command(
+    name = "sagaflow",
+    version,
+    about = "Start, list and inspect Sagaflow sagas"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,6 +41,16 @@ enum Command {
         timeout_secs: u64,
         #[command(flatten)]
         connection: Connection,
+    },
+    /// List the most recently updated sagas.
+    List {
+        /// Only sagas with this status: running, completed, failed or stuck.
+        #[arg(long)]
+        status: Option<SagaStatus>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        database_url: String,
     },
     /// Show a saga's state and full history.
     Show {
@@ -93,9 +107,31 @@ async fn main() -> anyhow::Result<()> {
                     wait_until_finished(&pool, &saga_type, &key, Duration::from_secs(timeout_secs))
                         .await?;
                 print_saga(&pool, &saga).await?;
-                if saga.status != sagaflow_contracts::SagaStatus::Completed {
+                if saga.status != SagaStatus::Completed {
                     bail!("saga {} ended {}", saga.id, saga.status);
                 }
+            }
+            Ok(())
+        }
+        Command::List {
+            status,
+            limit,
+            database_url,
+        } => {
+            let pool = connect_db(&database_url).await?;
+            println!(
+                "{:<36}  {:<9}  {:<20}  {:<23}  start key",
+                "saga", "status", "type", "updated"
+            );
+            for saga in store::list_sagas(&pool, status, limit).await? {
+                println!(
+                    "{:<36}  {:<9}  {:<20}  {:<23}  {}",
+                    saga.id,
+                    saga.status,
+                    saga.saga_type,
+                    saga.updated_at.format("%Y-%m-%d %H:%M:%S%.3f"),
+                    saga.start_key.as_deref().unwrap_or("-")
+                );
             }
             Ok(())
         }
@@ -171,7 +207,7 @@ async fn wait_until_finished(
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(saga) = store::find_saga_by_start_key(pool, saga_type, key).await? {
-            if saga.status != sagaflow_contracts::SagaStatus::Running {
+            if saga.status != SagaStatus::Running {
                 return Ok(saga);
             }
         }

@@ -10,8 +10,8 @@ mod sagas;
 pub use events::{append_events, load_history};
 pub use outbox::{claim_outbox_batch, delete_outbox_rows, enqueue_outbox, outbox_len, OutboxRow};
 pub use sagas::{
-    find_saga_by_start_key, get_saga, insert_saga, lock_saga, update_saga, NewSaga, SagaRow,
-    SagaUpdate,
+    find_saga_by_start_key, get_saga, insert_saga, list_sagas, lock_saga, update_saga, NewSaga,
+    SagaRow, SagaUpdate,
 };
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

@@ -130,3 +130,20 @@ pub async fn update_saga(
     .await?;
     Ok(())
 }
+
+/// The most recently updated sagas, newest first, optionally only those with `status`.
+pub async fn list_sagas(
+    db: impl PgExecutor<'_>,
+    status: Option<SagaStatus>,
+    limit: i64,
+) -> Result<Vec<SagaRow>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM sagas WHERE $1::text IS NULL OR status = $1
+         ORDER BY updated_at DESC LIMIT $2"
+    ))
+    .bind(status.map(SagaStatus::as_str))
+    .bind(limit)
+    .try_map(saga_row)
+    .fetch_all(db)
+    .await
+}
