@@ -7,7 +7,8 @@ use crate::{IdempotencyKey, SagaId, StepSeq};
 /// Starts a saga. Published by a client on the start queue (`<namespace>.start`).
 ///
 /// The same `start_key` twice starts one saga; without a start key the AMQP `message_id`
-/// property is the key, so a redelivered start message never starts a second saga.
+/// property is the key, so a redelivered start message never starts a second saga. A start with
+/// neither is dead-lettered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartSaga {
@@ -15,7 +16,7 @@ pub struct StartSaga {
     pub saga_type: String,
     /// The saga's input; must deserialize into the input type of the registered saga.
     pub input: Value,
-    /// Business key that makes the start idempotent, e.g. an order id.
+    /// Business key that makes the start idempotent, e.g. an order id; at most 512 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_key: Option<String>,
 }

@@ -60,6 +60,24 @@ pub fn crash_point(name: &str) {
 #[inline(always)]
 pub fn crash_point(_name: &str) {}
 
+/// Whether the fault-injection point `name` is armed in `FAILPOINTS` (e.g.
+/// `FAILPOINTS=charger.transient-failure=1*return` fires once). Always `false` without the
+/// `failpoints` feature.
+#[cfg(feature = "failpoints")]
+pub fn fault_injected(name: &str) -> bool {
+    (|| {
+        fail::fail_point!(name, |_| true);
+        false
+    })()
+}
+
+/// Fault injection is compiled out without the `failpoints` feature.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn fault_injected(_name: &str) -> bool {
+    false
+}
+
 /// Ends this process at once with SIGKILL, as `kill -9` would: no destructors, no flushing, no
 /// acks. The action of every [`crash_point`].
 #[allow(unsafe_code)]

@@ -4,7 +4,7 @@
 mod crash;
 mod signals_and_logs;
 
-pub use crash::{crash_point, fail_scenario, sigkill_self, InvalidFailPoints};
+pub use crash::{crash_point, fail_scenario, fault_injected, sigkill_self, InvalidFailPoints};
 pub use signals_and_logs::{init_tracing, shutdown_on_signals};
 
 /// What every Sagaflow binary does first: logging ([`init_tracing`]), then the crash points of

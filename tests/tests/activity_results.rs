@@ -76,3 +76,42 @@ async fn unusable_results_are_dead_lettered_with_their_reason_and_sagas_keep_goi
         "the ended saga's history is unchanged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_a_service_cannot_take_fails_its_saga_instead_of_leaving_it_waiting() {
+    let mut deployment = Deployment::new().await;
+    let _orchestrator = deployment.spawn(Bin::Orchestrator, &[]);
+    let _validator = deployment.spawn(
+        Bin::PaymentValidator,
+        &[("SAGAFLOW_MAX_MESSAGE_BYTES", "2048")],
+    );
+
+    let mut request = payment::request("order-large");
+    request.customer_id = "c".repeat(4096);
+    deployment
+        .publish_start(&payment::start_with(request))
+        .await;
+
+    assert_eq!(deployment.wait_for_end("order-large", END).await, "failed");
+    let error: serde_json::Value =
+        sqlx::query_scalar("SELECT error FROM sagas WHERE start_key = 'order-large'")
+            .fetch_one(&deployment.db)
+            .await
+            .unwrap();
+    assert_eq!(error["details"]["kind"], "CommandRejected", "{error}");
+    let letters = deployment.take_dead_letters(1, END).await;
+    let reason = letters[0].reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("exceeds the limit of 2048 bytes"),
+        "{reason}"
+    );
+    assert_eq!(
+        letters[0].queue.as_deref(),
+        Some(
+            deployment
+                .topology
+                .activity_queue("ValidatePaymentInfo")
+                .as_str()
+        )
+    );
+}

@@ -147,3 +147,39 @@ async fn a_result_published_twice_is_recorded_once() {
     assert_eq!(kinds.last().map(String::as_str), Some("SagaCompleted"));
     assert_eq!(deployment.count("SELECT count(*) FROM receipts").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_after_charging_runs_the_step_again_and_charges_once() {
+    let mut deployment = Deployment::new().await;
+    let _orchestrator = deployment.spawn(Bin::Orchestrator, &[]);
+    let _validator = deployment.spawn(Bin::PaymentValidator, &[]);
+    let _receipts = deployment.spawn(Bin::ReceiptSender, &[]);
+    // The first attempt charges, then loses its database connection before it can read the
+    // charge back: a transient failure, so the command runs again.
+    let charger = deployment.spawn(
+        Bin::Charger,
+        &[(
+            "FAILPOINTS",
+            "charger.lose-connection-after-charge=1*return",
+        )],
+    );
+
+    deployment
+        .publish_start(&payment::start("order-transient"))
+        .await;
+    assert_eq!(
+        deployment.wait_for_end("order-transient", END).await,
+        "completed"
+    );
+    assert_eq!(deployment.count("SELECT count(*) FROM charges").await, 1);
+    assert_eq!(deployment.count("SELECT count(*) FROM receipts").await, 1);
+    let log = charger.log_text();
+    assert!(
+        log.contains("transient failure"),
+        "the first attempt failed transiently: {log}"
+    );
+    assert!(
+        log.contains("already charged for this step"),
+        "the second attempt found the charge: {log}"
+    );
+}

@@ -90,6 +90,16 @@ async fn malformed_starts_are_dead_lettered_with_their_reason_and_the_next_start
     let mut oversized = payment::start("order-huge");
     oversized.input["order_id"] = serde_json::Value::String("x".repeat(8192));
     deployment.publish_start(&oversized).await;
+    // Valid JSON that PostgreSQL cannot store: it must not come round forever.
+    let mut nul = payment::start("order-nul");
+    nul.input["customer_id"] = serde_json::Value::String("nul\u{0}byte".into());
+    deployment.publish_start(&nul).await;
+    // No start key and no message id: a redelivery could not be recognised.
+    let mut keyless = payment::start("order-keyless");
+    keyless.start_key = None;
+    deployment
+        .publish_to_start_queue(serde_json::to_vec(&keyless).unwrap(), "")
+        .await;
     deployment
         .publish_start(&payment::start("order-good"))
         .await;
@@ -98,7 +108,7 @@ async fn malformed_starts_are_dead_lettered_with_their_reason_and_the_next_start
         deployment.wait_for_end("order-good", END).await,
         "completed"
     );
-    let letters = deployment.take_dead_letters(4, END).await;
+    let letters = deployment.take_dead_letters(6, END).await;
     let reasons: Vec<String> = letters
         .iter()
         .map(|l| l.reason.clone().unwrap_or_default())
@@ -108,6 +118,11 @@ async fn malformed_starts_are_dead_lettered_with_their_reason_and_the_next_start
     assert!(has("unknown saga type \"ShipParcel\""), "{reasons:?}");
     assert!(has("does not fit saga type ProcessPayment"), "{reasons:?}");
     assert!(has("exceeds the limit of 4096 bytes"), "{reasons:?}");
+    assert!(has("PostgreSQL refuses its data"), "{reasons:?}");
+    assert!(
+        has("neither a start_key nor an AMQP message_id"),
+        "{reasons:?}"
+    );
     assert!(letters
         .iter()
         .all(|l| l.queue.as_deref() == Some(deployment.topology.start_queue().as_str())));

@@ -59,6 +59,9 @@ pub async fn charge_once(
         == 1;
     // The charge is committed; dying here is the case the idempotency key exists for.
     sagaflow_sdk::crash_point("charger.after-charge");
+    if sagaflow_sdk::fault_injected("charger.lose-connection-after-charge") {
+        return Err(sqlx::Error::PoolTimedOut);
+    }
     let (charge_id, order_id, amount_cents, currency) =
         sqlx::query_as::<_, (Uuid, String, i64, String)>(
             "SELECT charge_id, order_id, amount_cents, currency

@@ -46,8 +46,8 @@ mod worker;
 pub use config::{WorkerArgs, WorkerConfig, DEFAULT_CONNECT_TIMEOUT};
 pub use context::ActivityContext;
 pub use sagaflow_process::{
-    crash_point, fail_scenario, init_process, init_tracing, shutdown_on_signals, sigkill_self,
-    InvalidFailPoints,
+    crash_point, fail_scenario, fault_injected, init_process, init_tracing, shutdown_on_signals,
+    sigkill_self, InvalidFailPoints,
 };
 pub use worker::{ActivityWorker, WorkerError};
 

@@ -10,7 +10,8 @@ use sagaflow_amqp::{
     Connection, ConsumeError, Delivery, OutgoingMessage, PublishError, Publisher,
 };
 use sagaflow_contracts::{
-    headers, validate_name, ActivityCommand, ActivityError, ActivityOutcome, InvalidName, Topology,
+    headers, validate_name, ActivityCommand, ActivityError, ActivityOutcome, IdempotencyKey,
+    InvalidName, StepSeq, Topology,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -111,9 +112,10 @@ impl ActivityWorker {
     ///
     /// The command's input is deserialized into `I`; an input that does not fit fails the step
     /// permanently with kind `InvalidInput`. The handler's `Ok` output is serialized as the
-    /// step's output; its `Err` is reported as it is (see [`ActivityError::permanent`] and
-    /// [`ActivityError::transient`]); a panic fails the step permanently with kind
-    /// `ActivityPanicked`.
+    /// step's output. An [`ActivityError::permanent`] is reported: the step fails. An
+    /// [`ActivityError::transient`] is not: the command goes back to the queue and runs again
+    /// after a backoff (1 s, doubling, at most 30 s), until it succeeds or fails permanently.
+    /// A panic fails the step permanently with kind `ActivityPanicked`.
     ///
     /// A command can be delivered more than once (after a crash, or a lost connection): do the
     /// effect once per [`ActivityContext::idempotency_key`].
@@ -330,6 +332,16 @@ impl ActivityQueue {
             Ok(command) => command,
             Err(rejection) => {
                 let reason = rejection.to_string();
+                if let Some(command) = self.command_from_headers(&delivery) {
+                    // The saga must learn that this step cannot run, or it would wait forever.
+                    let failed = ActivityOutcome::Failed {
+                        error: ActivityError::permanent("CommandRejected", reason.clone()),
+                    };
+                    let reply = self.reply_message(&command, failed, &delivery);
+                    if let Err(error) = self.publisher.publish_confirmed(&reply).await {
+                        return self.return_command(&delivery, error).await;
+                    }
+                }
                 let moved = dead_letter(
                     &self.publisher,
                     &self.topology,
@@ -370,6 +382,11 @@ impl ActivityQueue {
                 "activity failed"
             ),
         }
+        if let ActivityOutcome::Failed { error } = &outcome {
+            if error.retryable {
+                return self.retry_later(&delivery).await;
+            }
+        }
         sagaflow_process::crash_point("activity.before-reply");
         let reply = self.reply_message(&command, outcome, &delivery);
         match self.publisher.publish_confirmed(&reply).await {
@@ -381,6 +398,47 @@ impl ActivityQueue {
             }
             Err(error) => self.return_command(&delivery, error).await,
         }
+    }
+
+    /// A transient failure is not reported: the command goes back to the queue after a backoff
+    /// that grows with its deliveries, and runs again (handlers are idempotent) until it
+    /// succeeds or fails permanently.
+    async fn retry_later(&self, delivery: &Delivery) {
+        let deliveries = header(delivery, "x-delivery-count")
+            .and_then(|count| count.parse().ok())
+            .unwrap_or(u32::from(delivery.redelivered));
+        let backoff = retry_backoff(deliveries);
+        tracing::info!(
+            ?backoff,
+            deliveries,
+            "transient failure; the command runs again after the backoff"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = self.failure.stop.cancelled() => {}
+        }
+        let requeue = lapin::options::BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        };
+        if let Err(error) = delivery.nack(requeue).await {
+            tracing::warn!(%error, "could not return the command; the broker returns it when the channel closes");
+        }
+    }
+
+    /// The command's identity from the headers the orchestrator sets, for replying to a command
+    /// whose body cannot be used (too large, say); its input is left empty.
+    fn command_from_headers(&self, delivery: &Delivery) -> Option<ActivityCommand> {
+        let saga_id = header(delivery, headers::SAGA_ID)?.parse().ok()?;
+        let step = StepSeq(header(delivery, headers::STEP)?.parse().ok()?);
+        Some(ActivityCommand {
+            saga_id,
+            step,
+            activity: self.activity.clone(),
+            attempt: header(delivery, headers::ATTEMPT)?.parse().ok()?,
+            idempotency_key: IdempotencyKey::for_step(saga_id, step),
+            input: serde_json::Value::Null,
+        })
     }
 
     /// The [`sagaflow_contracts::ActivityResult`] message for `command`.
@@ -437,9 +495,21 @@ impl ActivityQueue {
     }
 }
 
+/// How long to wait before a command that failed transiently `deliveries` times before runs
+/// again: 1 s, doubling, at most 30 s.
+fn retry_backoff(deliveries: u32) -> Duration {
+    Duration::from_secs(1u64 << deliveries.min(5)).min(Duration::from_secs(30))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transient_failures_back_off_exponentially_up_to_half_a_minute() {
+        let waits: Vec<u64> = (0..8).map(|n| retry_backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+    }
 
     async fn noop(_ctx: ActivityContext, _input: ()) -> Result<(), ActivityError> {
         Ok(())

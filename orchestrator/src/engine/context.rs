@@ -3,7 +3,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use sagaflow_contracts::{ActivityError, SagaFailure, SagaId, StepSeq};
 use serde::de::DeserializeOwned;
@@ -88,6 +88,8 @@ pub(crate) struct RunState {
     pub results: HashMap<StepSeq, Result<Value, ActivityError>>,
     /// Commands issued since the last advance returned.
     pub issued: Vec<Command>,
+    /// The waker of each step still waiting for its result.
+    pub wakers: HashMap<StepSeq, Waker>,
     /// Set when the code asked for something the history contradicts.
     pub divergence: Option<String>,
     pub uuids_issued: u64,
@@ -102,6 +104,7 @@ impl RunState {
             scheduled: BTreeMap::new(),
             results: HashMap::new(),
             issued: Vec::new(),
+            wakers: HashMap::new(),
             divergence: None,
             uuids_issued: 0,
         }
@@ -145,7 +148,7 @@ pub struct ActivityCall<O> {
 impl<O: DeserializeOwned> Future for ActivityCall<O> {
     type Output = Result<O, ActivityFailure>;
 
-    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let mut state = lock(&this.state);
         let input = match &this.input {
@@ -170,7 +173,10 @@ impl<O: DeserializeOwned> Future for ActivityCall<O> {
             error,
         };
         match state.results.get(&step) {
-            None => Poll::Pending,
+            None => {
+                state.wakers.insert(step, cx.waker().clone());
+                Poll::Pending
+            }
             Some(Ok(output)) => Poll::Ready(serde_json::from_value(output.clone()).map_err(|e| {
                 failure(ActivityError::permanent(
                     "InvalidOutput",

@@ -193,7 +193,16 @@ impl SagaRun {
         step: StepSeq,
         result: Result<Value, ActivityError>,
     ) -> Result<Vec<Command>, RunError> {
-        lock(&self.state).results.insert(step, result);
+        let waiting = {
+            let mut state = lock(&self.state);
+            state.results.insert(step, result);
+            state.wakers.remove(&step)
+        };
+        // Combinators that poll only woken children (`FuturesUnordered`, and so `join_all` of
+        // many futures) must learn that this step can make progress.
+        if let Some(waker) = waiting {
+            waker.wake();
+        }
         self.advance()
     }
 

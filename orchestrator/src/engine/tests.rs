@@ -364,3 +364,26 @@ fn a_saga_awaiting_something_other_than_a_step_is_stuck_not_silently_waiting() {
         Err(RunError::Blocked)
     );
 }
+
+#[test]
+fn many_activities_joined_with_join_all_complete() {
+    // join_all of more than 30 futures polls only the children that were woken.
+    let mut registry = SagaRegistry::new();
+    registry
+        .register("Many", |ctx: SagaContext, n: u32| async move {
+            let calls = (0..n).map(|i| ctx.activity::<u32, _>("Echo", &i));
+            let outputs = futures::future::try_join_all(calls).await?;
+            Ok(outputs.iter().sum::<u32>())
+        })
+        .unwrap();
+    let mut run = SagaRun::start(registry.get("Many").unwrap(), SAGA, json!(40)).unwrap();
+    assert_eq!(run.advance().unwrap().len(), 40);
+    for step in (1..=40).rev() {
+        let commands = run.on_result(StepSeq(step), Ok(json!(step - 1))).unwrap();
+        if step > 1 {
+            assert_eq!(commands, []);
+        } else {
+            assert_eq!(commands, [Command::CompleteSaga { output: json!(780) }]);
+        }
+    }
+}

@@ -26,7 +26,7 @@ impl Processor {
             Ok(commands) => commands,
             Err(error) => {
                 return self
-                    .park(tx, saga, first_seq, inbound, error.to_string())
+                    .park(tx, saga, first_seq, Some(inbound), error.to_string())
                     .await
             }
         };
@@ -82,20 +82,22 @@ impl Processor {
         Ok(())
     }
 
-    /// Parks a saga whose code no longer replays its history, keeping the inbound event.
+    /// Parks a saga whose code no longer replays its history (or panicked, or blocks), keeping
+    /// the inbound event, if any, in its history.
     pub(crate) async fn park(
         &self,
         mut tx: Tx,
         saga: SagaId,
         first_seq: i64,
-        inbound: SagaEvent,
+        inbound: Option<SagaEvent>,
         reason: String,
     ) -> Result<(), ProcessError> {
-        store::append_events(&mut tx, saga, first_seq, &[inbound]).await?;
+        let events: Vec<SagaEvent> = inbound.into_iter().collect();
+        store::append_events(&mut tx, saga, first_seq, &events).await?;
         let error = json!({ "reason": reason });
         let update = SagaUpdate {
             status: SagaStatus::Stuck,
-            next_event_seq: first_seq + 1,
+            next_event_seq: first_seq + events.len() as i64,
             output: None,
             error: Some(&error),
         };

@@ -79,6 +79,10 @@ impl Processor {
                     )))
                 })
         };
+        let disposition = disposition.or_else(|error| match error.permanent_reason() {
+            Some(reason) => Ok(Disposition::DeadLetter(reason)),
+            None => Err(error),
+        });
         let settled = match disposition {
             Ok(Disposition::Ack) => delivery.ack(BasicAckOptions::default()).await,
             Ok(Disposition::DeadLetter(reason)) => {
@@ -110,9 +114,29 @@ impl Processor {
     }
 }
 
-/// Why processing a message failed for now; it is retried.
+/// Why processing a message failed; it is retried unless the failure is permanent.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ProcessError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// During a rolling deploy a replica may not know a saga type yet; another one will.
+    #[error("no saga type {0:?} is registered with this replica")]
+    UnknownSagaType(String),
+}
+
+impl ProcessError {
+    /// Why the message can never be processed, if that is so: PostgreSQL refused its data
+    /// (SQLSTATE class 22, e.g. a NUL character in JSON) or it exceeds a limit (class 54).
+    fn permanent_reason(&self) -> Option<String> {
+        let ProcessError::Database(sqlx::Error::Database(db)) = self else {
+            return None;
+        };
+        let code = db.code()?;
+        (code.starts_with("22") || code.starts_with("54")).then(|| {
+            format!(
+                "PostgreSQL refuses its data (SQLSTATE {code}): {}",
+                db.message()
+            )
+        })
+    }
 }

@@ -3,7 +3,7 @@ use sagaflow_contracts::{ActivityOutcome, ActivityResult, SagaEvent, SagaStatus}
 use tracing::Instrument;
 
 use super::{Disposition, ProcessError, Processor};
-use crate::engine::{CachedSaga, SagaRun};
+use crate::engine::{CachedSaga, ReplayError, SagaRun};
 use crate::store;
 
 impl Processor {
@@ -62,15 +62,14 @@ impl Processor {
                     .collect();
                 match SagaRun::replay(&self.registry, saga.id, &history) {
                     Ok((run, _)) => run,
+                    Err(ReplayError::UnknownSagaType(saga_type)) => {
+                        return Err(ProcessError::UnknownSagaType(saga_type))
+                    }
                     Err(error) => {
-                        self.park(
-                            tx,
-                            saga.id,
-                            saga.next_event_seq,
-                            result_event(&result),
-                            error.to_string(),
-                        )
-                        .await?;
+                        let inbound =
+                            (!has_result(&history, &result)).then(|| result_event(&result));
+                        self.park(tx, saga.id, saga.next_event_seq, inbound, error.to_string())
+                            .await?;
                         return Ok(Disposition::Ack);
                     }
                 }
@@ -127,12 +126,12 @@ impl Processor {
         saga: &store::SagaRow,
         result: &ActivityResult,
     ) -> Result<Disposition, ProcessError> {
-        let history = store::load_history(&mut *tx, saga.id).await?;
-        let resolved = history.iter().any(|(_, _, event)| {
-            matches!(event,
-                SagaEvent::ActivityCompleted { step, .. } | SagaEvent::ActivityFailed { step, .. }
-                    if *step == result.step)
-        });
+        let history: Vec<SagaEvent> = store::load_history(&mut *tx, saga.id)
+            .await?
+            .into_iter()
+            .map(|(_, _, event)| event)
+            .collect();
+        let resolved = has_result(&history, result);
         if !resolved {
             store::append_events(
                 &mut tx,
@@ -153,6 +152,15 @@ impl Processor {
         }
         Ok(Disposition::Ack)
     }
+}
+
+/// Whether `history` already records a result for the step of `result`.
+fn has_result(history: &[SagaEvent], result: &ActivityResult) -> bool {
+    history.iter().any(|event| {
+        matches!(event,
+            SagaEvent::ActivityCompleted { step, .. } | SagaEvent::ActivityFailed { step, .. }
+                if *step == result.step)
+    })
 }
 
 fn result_event(result: &ActivityResult) -> SagaEvent {

@@ -6,6 +6,9 @@ use super::{Disposition, ProcessError, Processor};
 use crate::engine::{SagaDefinition, SagaRun};
 use crate::store::{self, NewSaga};
 
+/// Longer keys do not fit PostgreSQL's unique index.
+const MAX_START_KEY_BYTES: usize = 512;
+
 impl Processor {
     /// A start message: a new saga, unless one with the same type and start key exists.
     pub(crate) async fn start_saga(
@@ -36,7 +39,23 @@ impl Processor {
             .message_id()
             .as_ref()
             .map(|id| id.to_string());
-        let start_key = start.start_key.clone().or(message_id);
+        let Some(start_key) = start
+            .start_key
+            .clone()
+            .or(message_id)
+            .filter(|k| !k.is_empty())
+        else {
+            return Ok(Disposition::DeadLetter(
+                "the start has neither a start_key nor an AMQP message_id, so a redelivery could \
+                 start it twice; set one of them"
+                    .into(),
+            ));
+        };
+        if start_key.len() > MAX_START_KEY_BYTES || start_key.contains('\0') {
+            return Ok(Disposition::DeadLetter(format!(
+                "the start key must be at most {MAX_START_KEY_BYTES} bytes without NUL characters"
+            )));
+        }
         let saga_id = SagaId::new_random();
         let span = tracing::info_span!("start_saga", %saga_id, saga_type = %start.saga_type);
         self.insert_and_start(saga_id, start, start_key, definition)
@@ -48,7 +67,7 @@ impl Processor {
         &self,
         saga_id: SagaId,
         start: StartSaga,
-        start_key: Option<String>,
+        start_key: String,
         definition: &SagaDefinition,
     ) -> Result<Disposition, ProcessError> {
         let mut tx = self.pool.begin().await?;
@@ -56,7 +75,7 @@ impl Processor {
             id: saga_id,
             saga_type: &start.saga_type,
             input: &start.input,
-            start_key: start_key.as_deref(),
+            start_key: Some(&start_key),
         };
         if !store::insert_saga(&mut tx, new_saga).await? {
             tracing::info!(
@@ -72,7 +91,7 @@ impl Processor {
         let started = SagaEvent::SagaStarted {
             saga_type: start.saga_type,
             input: start.input,
-            start_key,
+            start_key: Some(start_key),
         };
         let advanced = run.advance();
         self.commit_advance(tx, saga_id, 0, started, run, advanced)
