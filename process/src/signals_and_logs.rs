@@ -6,14 +6,16 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-/// Logs to stdout through `tracing`, filtered by `RUST_LOG` (default `info`); one JSON object per
+/// Logs to stdout through `tracing`, filtered by `RUST_LOG` (default `info,sqlx=warn`: sqlx
+/// logs every server notice at info); one JSON object per
 /// line when `SAGAFLOW_LOG_FORMAT=json`. Call it once, first thing in `main`.
 pub fn init_tracing() {
+    const DEFAULT_FILTER: &str = "info,sqlx=warn";
     let (filter, bad_filter) = match EnvFilter::try_from_default_env() {
         Ok(filter) => (filter, None),
         Err(error) => {
             let bad = std::env::var("RUST_LOG").ok().map(|value| (value, error));
-            (EnvFilter::new("info"), bad)
+            (EnvFilter::new(DEFAULT_FILTER), bad)
         }
     };
     let json = std::env::var("SAGAFLOW_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));

@@ -106,3 +106,23 @@ async fn sigterm_stops_every_binary_cleanly_and_work_continues_after_a_restart()
         "completed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_migrated_by_a_newer_version_is_refused() {
+    let mut deployment = Deployment::new().await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (9999, 'from a newer Sagaflow', true, '\\x00', 0)",
+    )
+    .execute(&deployment.db)
+    .await
+    .unwrap();
+    let mut orchestrator = deployment.spawn(Bin::Orchestrator, &[]);
+    let status = wait_for_exit(&mut orchestrator).await;
+    let log = orchestrator.log_text();
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("schema is newer than this orchestrator (migration 9999"),
+        "{log}"
+    );
+}

@@ -34,10 +34,13 @@ pub enum ConnectError {
         #[source]
         source: sqlx::Error,
     },
-    /// The schema could not be migrated; a database migrated by a newer Sagaflow is refused.
-    /// Run the newer orchestrator, or a fresh database.
+    /// The database was migrated by a newer Sagaflow, whose schema this binary does not know.
+    /// Run the newer orchestrator.
+    #[error("the database schema is newer than this orchestrator (migration {0} is unknown to it): run the newer orchestrator")]
+    NewerSchema(i64),
+    /// The schema could not be migrated.
     #[error("cannot migrate the database schema: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(#[source] sqlx::migrate::MigrateError),
 }
 
 /// Connects a pool of up to `max_connections` to `url` and runs the migrations.
@@ -58,7 +61,10 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, ConnectE
         .connect_with(options)
         .await
         .map_err(unreachable)?;
-    MIGRATOR.run(&pool).await?;
+    MIGRATOR.run(&pool).await.map_err(|e| match e {
+        sqlx::migrate::MigrateError::VersionMissing(version) => ConnectError::NewerSchema(version),
+        other => ConnectError::Migrate(other),
+    })?;
     Ok(pool)
 }
 
