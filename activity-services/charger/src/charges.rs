@@ -1,22 +1,16 @@
 //! The `charges` table: one row per charge, at most one per idempotency key.
 
 use sagaflow_sdk::contracts::payments::{Charge, PaymentRequest};
+use sagaflow_sdk::postgres::{create_table_once, DatabaseError};
 use sagaflow_sdk::ActivityContext;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// Creates the `charges` table if it does not exist. Replicas starting together take turns
-/// (an advisory lock), because concurrent `CREATE TABLE IF NOT EXISTS` can still collide.
-pub async fn create_table(pool: &PgPool) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    // Without this, every start logs PostgreSQL's "already exists, skipping" notice.
-    sqlx::query("SET LOCAL client_min_messages = warning")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('sagaflow.charger.schema'))")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
+/// Creates the `charges` table if it does not exist.
+pub async fn create_table(pool: &PgPool) -> Result<(), DatabaseError> {
+    create_table_once(
+        pool,
+        "charges",
         "CREATE TABLE IF NOT EXISTS charges (
             charge_id uuid PRIMARY KEY,
             idempotency_key text NOT NULL UNIQUE,
@@ -28,9 +22,7 @@ pub async fn create_table(pool: &PgPool) -> Result<(), sqlx::Error> {
             charged_at timestamptz NOT NULL DEFAULT now()
         )",
     )
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await
+    .await
 }
 
 /// Charges `request` once per idempotency key of `ctx`: the first call inserts the charge, every

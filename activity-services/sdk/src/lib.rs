@@ -41,6 +41,8 @@ mod config;
 mod context;
 mod delivery;
 mod handler;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod worker;
 
 pub use config::{WorkerArgs, WorkerConfig, DEFAULT_CONNECT_TIMEOUT};

@@ -1,0 +1,96 @@
+//! For services that keep their effects in PostgreSQL, the usual way to do an effect once per
+//! idempotency key (a `UNIQUE` key column, `INSERT … ON CONFLICT DO NOTHING`, read the row back).
+//! Enabled by the `postgres` feature.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+/// How long to wait for PostgreSQL: at start-up, and for a pooled connection.
+const DATABASE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `--database-url` flag, to `#[command(flatten)]` into a service's arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL of the database holding this service's tables.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+}
+
+/// PostgreSQL could not be used at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    /// The server cannot be reached or refused the login. Check `DATABASE_URL` and that the
+    /// database is running.
+    #[error("cannot connect to PostgreSQL at {url}: {source}. Check DATABASE_URL and that the database is running")]
+    Unreachable {
+        /// The URL without its password.
+        url: String,
+        /// Why.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The table could not be created.
+    #[error("cannot create table {table}: {source}")]
+    CreateTable {
+        /// The table.
+        table: String,
+        /// Why.
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+impl DatabaseArgs {
+    /// A pool of up to `max_connections`, after one connection proved the database reachable
+    /// (a pool alone would only report a timeout, not why).
+    pub async fn connect(&self, max_connections: u32) -> Result<PgPool, DatabaseError> {
+        let unreachable = |source| DatabaseError::Unreachable {
+            url: sagaflow_amqp::redact(&self.database_url),
+            source,
+        };
+        let options: PgConnectOptions = self.database_url.parse().map_err(unreachable)?;
+        let probe = tokio::time::timeout(DATABASE_TIMEOUT, options.connect())
+            .await
+            .map_err(|_| unreachable(sqlx::Error::PoolTimedOut))?
+            .map_err(unreachable)?;
+        let _ = probe.close().await;
+        Ok(PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(DATABASE_TIMEOUT)
+            .connect_lazy_with(options))
+    }
+}
+
+/// Runs `create_table` (a `CREATE TABLE IF NOT EXISTS …`) for `table`. Replicas starting together
+/// take turns on an advisory lock, because concurrent `CREATE TABLE IF NOT EXISTS` can still
+/// collide.
+pub async fn create_table_once(
+    pool: &PgPool,
+    table: &str,
+    create_table: &str,
+) -> Result<(), DatabaseError> {
+    let create = async {
+        let mut tx = pool.begin().await?;
+        // Without this, every start logs PostgreSQL's "already exists, skipping" notice.
+        sqlx::query("SET LOCAL client_min_messages = warning")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('sagaflow.schema.' || $1))")
+            .bind(table)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(create_table).execute(&mut *tx).await?;
+        tx.commit().await
+    };
+    create.await.map_err(|source| DatabaseError::CreateTable {
+        table: table.to_owned(),
+        source,
+    })
+}
