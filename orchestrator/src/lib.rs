@@ -16,3 +16,19 @@ pub use config::Config;
 pub use engine::{ActivityFailure, SagaContext, SagaError, SagaRegistry};
 pub use orchestrator::{Orchestrator, OrchestratorError};
 pub use sagaflow_process::{init_tracing, shutdown_on_signals};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn public_types_can_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<crate::Orchestrator>();
+        send_sync::<crate::SagaRegistry>();
+        send_sync::<crate::SagaContext>();
+        send_sync::<crate::engine::SagaCache>();
+        send_sync::<crate::OrchestratorError>();
+        // A live run holds the saga's future, which need only be Send.
+        send::<crate::engine::SagaRun>();
+    }
+}

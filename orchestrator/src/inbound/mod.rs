@@ -1,6 +1,6 @@
 //! The wiring that turns one inbound message into one committed transaction: a start message
-//! into a new saga ([`start`]), an activity result into the saga's next steps ([`result`]); both
-//! end in [`advance::commit_advance`]. The message is acked only after the commit.
+//! into a new saga (`start.rs`), an activity result into the saga's next steps (`result.rs`);
+//! both end in one commit (`advance.rs`). The message is acked only after the commit.
 
 mod advance;
 mod result;
