@@ -55,11 +55,7 @@ impl Processor {
         let mut run = match cached {
             Some(CachedSaga { run, .. }) => run,
             None => {
-                let history: Vec<SagaEvent> = store::load_history(&mut *tx, saga.id)
-                    .await?
-                    .into_iter()
-                    .map(|(_, _, event)| event)
-                    .collect();
+                let history = store::load_events(&mut *tx, saga.id).await?;
                 match SagaRun::replay(&self.registry, saga.id, &history) {
                     Ok((run, _)) => run,
                     Err(ReplayError::UnknownSagaType(saga_type)) => {
@@ -126,11 +122,7 @@ impl Processor {
         saga: &store::SagaRow,
         result: &ActivityResult,
     ) -> Result<Disposition, ProcessError> {
-        let history: Vec<SagaEvent> = store::load_history(&mut *tx, saga.id)
-            .await?
-            .into_iter()
-            .map(|(_, _, event)| event)
-            .collect();
+        let history = store::load_events(&mut *tx, saga.id).await?;
         let resolved = has_result(&history, result);
         if !resolved {
             store::append_events(

@@ -55,3 +55,16 @@ pub async fn load_history(
         .map(|(seq, at, event)| (seq, at, event.0))
         .collect())
 }
+
+/// The saga's events in order, for replay.
+pub async fn load_events(
+    db: impl PgExecutor<'_>,
+    saga: SagaId,
+) -> Result<Vec<SagaEvent>, sqlx::Error> {
+    let events: Vec<sqlx::types::Json<SagaEvent>> =
+        sqlx::query_scalar("SELECT event FROM saga_events WHERE saga_id = $1 ORDER BY seq")
+            .bind(saga.0)
+            .fetch_all(db)
+            .await?;
+    Ok(events.into_iter().map(|event| event.0).collect())
+}

@@ -7,7 +7,7 @@ mod events;
 mod outbox;
 mod sagas;
 
-pub use events::{append_events, load_history};
+pub use events::{append_events, load_events, load_history};
 pub use outbox::{claim_outbox_batch, delete_outbox_rows, enqueue_outbox, outbox_len, OutboxRow};
 pub use sagas::{
     find_saga_by_start_key, get_saga, insert_saga, list_sagas, lock_saga, update_saga, NewSaga,
