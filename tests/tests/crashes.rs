@@ -50,12 +50,11 @@ async fn charge_happens_once_when_the_orchestrator_dies_right_after_committing_t
     )
     .await;
     let (saga, _) = deployment.saga("order-crash").await.unwrap();
-    let kinds = deployment.history_kinds(saga).await;
-    assert_eq!(
-        kinds.last().map(String::as_str),
-        Some("ActivityScheduled"),
-        "the charge command was committed: {kinds:?}"
-    );
+    // The crash came after the commit: the charge step is in the history (the other replica may
+    // already have taken the saga further).
+    let charge_scheduled = "SELECT count(*) FROM saga_events
+         WHERE kind = 'ActivityScheduled' AND event->>'activity' = 'ChargeCustomer'";
+    assert_eq!(deployment.count(charge_scheduled).await, 1);
 
     // The other replica replays the history and finishes the saga; a restarted one joins it.
     replicas.remove(dead);
@@ -112,7 +111,7 @@ async fn charge_happens_once_when_the_charger_dies_after_charging_and_before_rep
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_published_twice_is_recorded_once() {
     let mut deployment = Deployment::new().await;
-    let _orchestrator = deployment.spawn(Bin::Orchestrator, &[]);
+    let orchestrator = deployment.spawn(Bin::Orchestrator, &[]);
     let _validator = deployment.spawn(Bin::PaymentValidator, &[]);
     let _charger = deployment.spawn(Bin::Charger, &[]);
     // Dies after its reply is confirmed and before it acks the command: the command comes back,
@@ -132,9 +131,12 @@ async fn a_result_published_twice_is_recorded_once() {
         deployment.wait_for_end("order-double-reply", END).await,
         "completed"
     );
-    // Let the second reply arrive and be judged a duplicate.
-    wait_until("the redelivered command is answered", END, || async {
-        (deployment.count("SELECT count(*) FROM outbox").await == 0).then_some(())
+    // The redelivered command runs again and its second reply reaches the orchestrator.
+    wait_until("the second reply is judged a duplicate", END, || {
+        let judged = orchestrator
+            .log_text()
+            .contains("result for a saga that has ended; ignored");
+        async move { judged.then_some(()) }
     })
     .await;
     let (saga, _) = deployment.saga("order-double-reply").await.unwrap();
