@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use sagaflow_contracts::{ActivityError, SagaFailure, SagaId, StepSeq};
+use sagaflow_contracts::{validate_name, ActivityError, SagaFailure, SagaId, StepSeq};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -48,16 +48,25 @@ impl SagaContext {
     /// number is assigned when the returned future is first polled, so futures joined in a fixed
     /// order get the same numbers on every replay.
     ///
-    /// An input that cannot be serialized fails the call with kind `InvalidInput`.
+    /// A name that cannot be a queue name fails the call with kind `InvalidActivityName`, an
+    /// input that cannot be serialized with kind `InvalidInput`; neither becomes a step.
     pub fn activity<O, I>(&self, activity: &str, input: &I) -> ActivityCall<O>
     where
         O: DeserializeOwned,
         I: Serialize + ?Sized,
     {
+        let input = match validate_name(activity) {
+            Err(invalid) => Err(ActivityError::permanent(
+                "InvalidActivityName",
+                invalid.to_string(),
+            )),
+            Ok(()) => serde_json::to_value(input)
+                .map_err(|e| ActivityError::permanent("InvalidInput", e.to_string())),
+        };
         ActivityCall {
             state: self.state.clone(),
             activity: activity.to_owned(),
-            input: serde_json::to_value(input).map_err(|e| e.to_string()),
+            input,
             step: None,
             output: PhantomData,
         }
@@ -140,7 +149,8 @@ impl RunState {
 pub struct ActivityCall<O> {
     state: Arc<Mutex<RunState>>,
     activity: String,
-    input: Result<Value, String>,
+    /// The input, or why the call cannot become a step.
+    input: Result<Value, ActivityError>,
     step: Option<StepSeq>,
     output: PhantomData<fn() -> O>,
 }
@@ -157,7 +167,7 @@ impl<O: DeserializeOwned> Future for ActivityCall<O> {
                 return Poll::Ready(Err(ActivityFailure {
                     activity: this.activity.clone(),
                     step: None,
-                    error: ActivityError::permanent("InvalidInput", error.clone()),
+                    error: error.clone(),
                 }))
             }
         };

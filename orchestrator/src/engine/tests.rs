@@ -387,3 +387,22 @@ fn many_activities_joined_with_join_all_complete() {
         }
     }
 }
+
+#[test]
+fn an_activity_name_that_cannot_name_a_queue_fails_the_call_without_a_step() {
+    let mut registry = SagaRegistry::new();
+    registry
+        .register("BadName", |ctx: SagaContext, _: Value| async move {
+            let _: Value = ctx.activity(&"x".repeat(300), &()).await?;
+            Ok(())
+        })
+        .unwrap();
+    let mut run = SagaRun::start(registry.get("BadName").unwrap(), SAGA, json!(null)).unwrap();
+    let [Command::FailSaga { error }] = &run.advance().unwrap()[..] else {
+        panic!("the saga should fail at once")
+    };
+    assert_eq!(
+        error.details.as_ref().unwrap()["kind"],
+        "InvalidActivityName"
+    );
+}
