@@ -10,13 +10,32 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Consuming stopped because the broker connection failed.
+/// Consuming failed.
 #[derive(Debug, thiserror::Error)]
-#[error("consuming from {queue:?} failed: {source}")]
-pub struct ConsumeError {
-    pub queue: String,
-    #[source]
-    pub source: lapin::Error,
+pub enum ConsumeError {
+    /// The broker refused to start the consumer. Right after a quorum queue is first declared
+    /// (by another process at the same moment), RabbitMQ can fail `basic.consume` and close the
+    /// connection; connecting again a moment later succeeds.
+    #[error("cannot start consuming from {queue:?}: {source}")]
+    Start {
+        queue: String,
+        #[source]
+        source: lapin::Error,
+    },
+    /// The connection failed while consuming. Connect again; unacked messages are redelivered.
+    #[error("consuming from {queue:?} failed: {source}")]
+    Stream {
+        queue: String,
+        #[source]
+        source: lapin::Error,
+    },
+}
+
+impl ConsumeError {
+    /// Whether consuming never started (see [`ConsumeError::Start`]).
+    pub fn is_start(&self) -> bool {
+        matches!(self, ConsumeError::Start { .. })
+    }
 }
 
 /// Consumes `queue` with manual acks, running `handle` for up to `concurrency` deliveries at a
@@ -36,7 +55,11 @@ where
     H: Fn(Delivery) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let err = |source| ConsumeError {
+    let start_err = |source| ConsumeError::Start {
+        queue: queue.to_owned(),
+        source,
+    };
+    let err = |source| ConsumeError::Stream {
         queue: queue.to_owned(),
         source,
     };
@@ -44,7 +67,7 @@ where
     channel
         .basic_qos(concurrency, BasicQosOptions::default())
         .await
-        .map_err(err)?;
+        .map_err(start_err)?;
     let mut consumer = channel
         .basic_consume(
             queue,
@@ -53,7 +76,7 @@ where
             FieldTable::default(),
         )
         .await
-        .map_err(err)?;
+        .map_err(start_err)?;
     let tag = consumer.tag().to_string();
     let slots = Arc::new(Semaphore::new(concurrency.into()));
     let mut in_flight = JoinSet::new();

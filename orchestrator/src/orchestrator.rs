@@ -46,6 +46,11 @@ pub enum OrchestratorError {
     Relay(#[from] RelayError),
 }
 
+/// How often [`Orchestrator::run`] tries to start consuming (see
+/// [`sagaflow_amqp::ConsumeError::Start`]), and the delay before the second try (growing).
+const START_ATTEMPTS: u32 = 5;
+const START_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+
 impl Orchestrator {
     pub fn new(registry: SagaRegistry) -> Self {
         Orchestrator { registry }
@@ -56,6 +61,27 @@ impl Orchestrator {
     pub async fn run(
         self,
         config: Config,
+        shutdown: CancellationToken,
+    ) -> Result<(), OrchestratorError> {
+        let mut attempt = 1;
+        loop {
+            match self.run_once(&config, shutdown.clone()).await {
+                Err(OrchestratorError::Consume(error))
+                    if error.is_start() && attempt < START_ATTEMPTS && !shutdown.is_cancelled() =>
+                {
+                    tracing::warn!(%error, attempt, "consuming did not start; connecting again");
+                    tokio::time::sleep(START_RETRY_DELAY * attempt).await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// One connection's life, from connecting to a clean stop or a failure.
+    async fn run_once(
+        &self,
+        config: &Config,
         shutdown: CancellationToken,
     ) -> Result<(), OrchestratorError> {
         let topology = Topology::new(&config.namespace)?;
@@ -71,7 +97,7 @@ impl Orchestrator {
         let outbox_ready = Arc::new(Notify::new());
         let processor = Arc::new(Processor {
             pool: pool.clone(),
-            registry: self.registry,
+            registry: self.registry.clone(),
             cache: SagaCache::new(config.cache_size),
             topology: topology.clone(),
             publisher: Publisher::open(&connection).await?,
@@ -99,12 +125,13 @@ impl Orchestrator {
             let channel = connection.create_channel().await?;
             let processor = processor.clone();
             let stop = stop_consuming.clone();
+            let prefetch = config.prefetch;
             consumers.spawn(async move {
                 let handle = move |delivery| {
                     let processor = processor.clone();
                     async move { processor.handle(inbound, delivery).await }
                 };
-                consume(&channel, &queue, config.prefetch, stop.clone(), handle).await?;
+                consume(&channel, &queue, prefetch, stop.clone(), handle).await?;
                 match stop.is_cancelled() {
                     true => Ok(()),
                     false => Err(OrchestratorError::ConsumerStopped(queue)),

@@ -152,41 +152,66 @@ impl ActivityWorker {
     /// see [`WorkerError`].
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
         let activities = checked_activities(self.activities)?;
-        let config = self.config;
-        let url = sagaflow_amqp::redact(&config.amqp_url);
-        let connect = tokio::time::timeout(
-            config.connect_timeout,
-            sagaflow_amqp::connect(&config.amqp_url, &config.service_name),
-        );
-        let connection = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            connected = connect => connected.map_err(|_| WorkerError::ConnectTimedOut {
-                url: url.clone(),
-                timeout: config.connect_timeout,
-            })??,
-        };
-        tracing::info!(
-            service = config.service_name,
-            url,
-            namespace = config.topology.namespace(),
-            activities = ?activities.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(),
-            "connected to RabbitMQ"
-        );
-        let result = serve(&connection, &config, activities, shutdown).await;
-        match tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "worker stopped")).await {
-            Ok(Ok(())) => {}
-            // After a failure the connection is usually gone already: nothing to report.
-            Ok(Err(error)) if result.is_ok() => {
-                tracing::warn!(%error, "closing the RabbitMQ connection failed")
+        let mut attempt = 1;
+        loop {
+            match connect_and_serve(&self.config, activities.clone(), shutdown.clone()).await {
+                Err(WorkerError::Consume(error))
+                    if error.is_start() && attempt < START_ATTEMPTS && !shutdown.is_cancelled() =>
+                {
+                    tracing::warn!(%error, attempt, "consuming did not start; connecting again");
+                    tokio::time::sleep(START_RETRY_DELAY * attempt).await;
+                    attempt += 1;
+                }
+                result => return result,
             }
-            Err(_) if result.is_ok() => tracing::warn!("closing the RabbitMQ connection timed out"),
-            _ => {}
         }
-        if result.is_ok() {
-            tracing::info!(service = config.service_name, "stopped");
-        }
-        result
     }
+}
+
+/// How often [`ActivityWorker::run`] tries to start consuming (see
+/// [`sagaflow_amqp::ConsumeError::Start`]), and the delay before the second try (growing).
+const START_ATTEMPTS: u32 = 5;
+const START_RETRY_DELAY: Duration = Duration::from_millis(250);
+
+/// One connection's life: connect, declare, consume until `shutdown` or a failure, close.
+async fn connect_and_serve(
+    config: &WorkerConfig,
+    activities: Vec<(String, ErasedHandler)>,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let url = sagaflow_amqp::redact(&config.amqp_url);
+    let connect = tokio::time::timeout(
+        config.connect_timeout,
+        sagaflow_amqp::connect(&config.amqp_url, &config.service_name),
+    );
+    let connection = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        connected = connect => connected.map_err(|_| WorkerError::ConnectTimedOut {
+            url: url.clone(),
+            timeout: config.connect_timeout,
+        })??,
+    };
+    tracing::info!(
+        service = config.service_name,
+        url,
+        namespace = config.topology.namespace(),
+        activities = ?activities.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(),
+        "connected to RabbitMQ"
+    );
+    let result = serve(&connection, config, activities, shutdown).await;
+    match tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "worker stopped")).await {
+        Ok(Ok(())) => {}
+        // After a failure the connection is usually gone already: nothing to report.
+        Ok(Err(error)) if result.is_ok() => {
+            tracing::warn!(%error, "closing the RabbitMQ connection failed")
+        }
+        Err(_) if result.is_ok() => tracing::warn!("closing the RabbitMQ connection timed out"),
+        _ => {}
+    }
+    if result.is_ok() {
+        tracing::info!(service = config.service_name, "stopped");
+    }
+    result
 }
 
 fn checked_activities(
