@@ -60,6 +60,8 @@ impl Processor {
         tx.commit().await?;
 
         crash_point("orchestrator.after-commit");
+        // Per-activity crash points cost a string per command: only in builds that have them.
+        #[cfg(feature = "failpoints")]
         for command in &commands {
             if let Command::ScheduleActivity { activity, .. } = command {
                 crash_point(&format!("orchestrator.after-commit.{activity}"));

@@ -17,23 +17,34 @@ pub async fn enqueue_outbox(
     saga: SagaId,
     messages: &[OutgoingMessage],
 ) -> Result<(), sqlx::Error> {
-    for message in messages {
-        let headers =
-            serde_json::to_value(&message.headers).map_err(|e| sqlx::Error::Encode(e.into()))?;
-        sqlx::query(
-            "INSERT INTO outbox (saga_id, exchange, routing_key, message_id, message_type, headers, body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(saga.0)
-        .bind(&message.exchange)
-        .bind(&message.routing_key)
-        .bind(&message.message_id)
-        .bind(&message.message_type)
-        .bind(headers)
-        .bind(&message.body)
-        .execute(&mut **tx)
-        .await?;
+    if messages.is_empty() {
+        return Ok(());
     }
+    let column = |field: fn(&OutgoingMessage) -> &String| -> Vec<&str> {
+        messages.iter().map(|m| field(m).as_str()).collect()
+    };
+    let headers = messages
+        .iter()
+        .map(|m| serde_json::to_value(&m.headers).map_err(|e| sqlx::Error::Encode(e.into())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bodies: Vec<&[u8]> = messages.iter().map(|m| m.body.as_slice()).collect();
+    // One statement for all of an advance's messages, in their order.
+    sqlx::query(
+        "INSERT INTO outbox (saga_id, exchange, routing_key, message_id, message_type, headers, body)
+         SELECT $1, exchange, routing_key, message_id, message_type, headers, body
+         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::bytea[])
+         WITH ORDINALITY AS m(exchange, routing_key, message_id, message_type, headers, body, n)
+         ORDER BY n",
+    )
+    .bind(saga.0)
+    .bind(column(|m| &m.exchange))
+    .bind(column(|m| &m.routing_key))
+    .bind(column(|m| &m.message_id))
+    .bind(column(|m| &m.message_type))
+    .bind(headers)
+    .bind(bodies)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
