@@ -192,6 +192,15 @@ impl Deployment {
         .await
     }
 
+    /// Why the saga started with `start_key` failed or is stuck (`sagas.error`).
+    pub async fn saga_error(&self, start_key: &str) -> serde_json::Value {
+        sqlx::query_scalar("SELECT error FROM sagas WHERE start_key = $1")
+            .bind(start_key)
+            .fetch_one(&self.db)
+            .await
+            .expect("the saga exists")
+    }
+
     /// The saga's history as event kinds, in order.
     pub async fn history_kinds(&self, saga: uuid::Uuid) -> Vec<String> {
         sqlx::query_scalar("SELECT kind FROM saga_events WHERE saga_id = $1 ORDER BY seq")

@@ -93,11 +93,7 @@ async fn a_command_a_service_cannot_take_fails_its_saga_instead_of_leaving_it_wa
         .await;
 
     assert_eq!(deployment.wait_for_end("order-large", END).await, "failed");
-    let error: serde_json::Value =
-        sqlx::query_scalar("SELECT error FROM sagas WHERE start_key = 'order-large'")
-            .fetch_one(&deployment.db)
-            .await
-            .unwrap();
+    let error = deployment.saga_error("order-large").await;
     assert_eq!(error["details"]["kind"], "CommandRejected", "{error}");
     let letters = deployment.take_dead_letters(1, END).await;
     let reason = letters[0].reason.clone().unwrap_or_default();

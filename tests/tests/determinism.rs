@@ -65,11 +65,7 @@ async fn a_saga_whose_history_the_code_contradicts_is_stuck_with_the_reason() {
         .wait_for_end("order-old-code", Duration::from_secs(60))
         .await;
     assert_eq!(status, "stuck");
-    let error: serde_json::Value = sqlx::query_scalar("SELECT error FROM sagas WHERE id = $1")
-        .bind(saga.0)
-        .fetch_one(&deployment.db)
-        .await
-        .unwrap();
+    let error = deployment.saga_error("order-old-code").await;
     let reason = error["reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains("non-determinism") && reason.contains("step 1"),

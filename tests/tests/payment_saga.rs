@@ -63,11 +63,7 @@ async fn an_invalid_card_fails_the_saga_before_anything_is_charged() {
         deployment.wait_for_end("order-bad-card", END).await,
         "failed"
     );
-    let error: serde_json::Value =
-        sqlx::query_scalar("SELECT error FROM sagas WHERE start_key = 'order-bad-card'")
-            .fetch_one(&deployment.db)
-            .await
-            .unwrap();
+    let error = deployment.saga_error("order-bad-card").await;
     assert_eq!(error["details"]["kind"], "InvalidPayment", "{error}");
     assert_eq!(deployment.count("SELECT count(*) FROM charges").await, 0);
 }
