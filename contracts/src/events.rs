@@ -1,44 +1,95 @@
+use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{ActivityError, StepSeq};
+use crate::{ActivityError, ActivityOptions, StepSeq, TimerSeq};
 
 /// One entry of a saga's append-only history. Replaying these events through the saga code
 /// rebuilds its state.
+///
+/// Two sorts of events alternate in a history. A *fact* is something that happened to the saga
+/// (it started, an attempt answered, a timer fired); each fact begins an *activation*, in which
+/// the saga code runs until it waits again. The *commands* the code issued in that activation
+/// (schedule an activity, start a timer, end the saga) follow their fact, in the order the code
+/// issued them. Replay relies on that order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type")]
 pub enum SagaEvent {
-    /// Always the first event.
+    /// Fact. Always the first event.
     SagaStarted {
         saga_type: String,
         input: Value,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         start_key: Option<String>,
     },
-    /// The saga code awaited an activity that had not run yet; a command was sent.
+    /// Command: the saga code awaited an activity for the first time; attempt 1 was sent.
     ActivityScheduled {
         step: StepSeq,
         activity: String,
         input: Value,
+        /// Always 1: later attempts are [`SagaEvent::ActivityRetried`].
         attempt: u32,
+        /// Hash of `input` as the code gave it, to catch code that now sends another input.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input_hash: Option<String>,
+        /// Retry policy and timeouts of the step, fixed when it is scheduled.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        options: Option<ActivityOptions>,
     },
+    /// Fact: one attempt failed (the service said `retryable`, or it timed out) and another
+    /// attempt is due at `retry_at`. The saga code does not see it.
+    ActivityAttemptFailed {
+        step: StepSeq,
+        attempt: u32,
+        error: ActivityError,
+        retry_at: DateTime<Utc>,
+    },
+    /// Fact: the retry timer fired; `attempt` was sent with the same idempotency key.
+    ActivityRetried { step: StepSeq, attempt: u32 },
+    /// Fact: the step succeeded.
     ActivityCompleted {
         step: StepSeq,
         output: Value,
+        /// The attempt that succeeded; absent in histories written before retries existed.
+        #[serde(default = "first_attempt")]
+        attempt: u32,
     },
+    /// Fact: the step failed for good (a permanent error, its attempts used up, or a timeout
+    /// of the whole step). The saga code sees this error.
     ActivityFailed {
         step: StepSeq,
         error: ActivityError,
+        #[serde(default = "first_attempt")]
+        attempt: u32,
     },
-    /// The saga function returned `Ok`. Always the last event.
-    SagaCompleted {
-        output: Value,
+    /// Fact: a result arrived for an attempt that is no longer current (it timed out, or the
+    /// step already ended). Kept for the record; nothing changes.
+    ActivityResultIgnored {
+        step: StepSeq,
+        attempt: u32,
+        /// `completed` or `failed`.
+        status: String,
+        reason: String,
     },
-    /// The saga function returned `Err`. Always the last event.
-    SagaFailed {
-        error: SagaFailure,
+    /// Command: the saga code started a durable timer (`ctx.sleep`).
+    TimerStarted {
+        timer: TimerSeq,
+        fire_at: DateTime<Utc>,
     },
+    /// Fact: the timer fired.
+    TimerFired { timer: TimerSeq },
+    /// Fact: an operator resumed a stuck saga (`sagaflow resume`); it was replayed with the
+    /// code deployed then, and went on from where its history ends.
+    SagaResumed {},
+    /// Command: the saga function returned `Ok`. Always the last event.
+    SagaCompleted { output: Value },
+    /// Command: the saga function returned `Err`. Always the last event.
+    SagaFailed { error: SagaFailure },
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 impl SagaEvent {
@@ -47,12 +98,40 @@ impl SagaEvent {
         match self {
             SagaEvent::SagaStarted { .. } => "SagaStarted",
             SagaEvent::ActivityScheduled { .. } => "ActivityScheduled",
+            SagaEvent::ActivityAttemptFailed { .. } => "ActivityAttemptFailed",
+            SagaEvent::ActivityRetried { .. } => "ActivityRetried",
             SagaEvent::ActivityCompleted { .. } => "ActivityCompleted",
             SagaEvent::ActivityFailed { .. } => "ActivityFailed",
+            SagaEvent::ActivityResultIgnored { .. } => "ActivityResultIgnored",
+            SagaEvent::TimerStarted { .. } => "TimerStarted",
+            SagaEvent::TimerFired { .. } => "TimerFired",
+            SagaEvent::SagaResumed { .. } => "SagaResumed",
             SagaEvent::SagaCompleted { .. } => "SagaCompleted",
             SagaEvent::SagaFailed { .. } => "SagaFailed",
         }
     }
+
+    /// Whether the saga code issued this event (a command) rather than the world (a fact).
+    pub fn is_command(&self) -> bool {
+        matches!(
+            self,
+            SagaEvent::ActivityScheduled { .. }
+                | SagaEvent::TimerStarted { .. }
+                | SagaEvent::SagaCompleted { .. }
+                | SagaEvent::SagaFailed { .. }
+        )
+    }
+}
+
+/// One event as stored: its position in the history and when it was recorded. This is also
+/// the format of an exported history file (a JSON array of these).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HistoryEvent {
+    pub seq: i64,
+    /// The orchestrator's clock when the event was recorded; `ctx.now()` in saga code is the
+    /// time of the fact that began the current activation.
+    pub at: DateTime<Utc>,
+    pub event: SagaEvent,
 }
 
 /// Why a saga failed: the error its code returned.
@@ -70,7 +149,8 @@ pub enum SagaStatus {
     Running,
     Completed,
     Failed,
-    /// Replay did not match the history (non-determinism); parked until the code is fixed.
+    /// Its code does not reproduce its history, panicked, or waits on nothing Sagaflow can
+    /// wake; parked with the reason until the code is fixed and it is resumed.
     Stuck,
 }
 

@@ -21,4 +21,5 @@ pub mod message_type {
     pub const START_SAGA: &str = "sagaflow.StartSaga";
     pub const ACTIVITY_COMMAND: &str = "sagaflow.ActivityCommand";
     pub const ACTIVITY_RESULT: &str = "sagaflow.ActivityResult";
+    pub const ACTIVITY_HEARTBEAT: &str = "sagaflow.ActivityHeartbeat";
 }

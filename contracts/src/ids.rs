@@ -45,6 +45,21 @@ impl fmt::Display for StepSeq {
     }
 }
 
+/// The position of a durable timer (`ctx.sleep`) in its saga, counted from 1 in the order the
+/// saga code first awaits them. Timers have their own counter: adding a sleep does not renumber
+/// the activities.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(transparent)]
+pub struct TimerSeq(pub u32);
+
+impl fmt::Display for TimerSeq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// The key that every attempt and every redelivery of one step carries, so that an activity
 /// service can make its effect happen once: `"<saga id>/<step>"`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

@@ -10,13 +10,18 @@ mod events;
 pub mod headers;
 mod ids;
 mod messages;
+mod options;
 pub mod payments;
 pub mod schema;
 mod topology;
 
-pub use events::{SagaEvent, SagaFailure, SagaStatus};
-pub use ids::{IdempotencyKey, SagaId, StepSeq};
-pub use messages::{ActivityCommand, ActivityError, ActivityOutcome, ActivityResult, StartSaga};
+pub use events::{HistoryEvent, SagaEvent, SagaFailure, SagaStatus};
+pub use ids::{IdempotencyKey, SagaId, StepSeq, TimerSeq};
+pub use messages::{
+    error_kinds, ActivityCommand, ActivityError, ActivityHeartbeat, ActivityOutcome,
+    ActivityResult, StartSaga,
+};
+pub use options::{millis, ActivityOptions, RetryPolicy};
 pub use topology::{validate_name, InvalidName, Topology};
 
 /// Messages larger than this are dead-lettered unread, unless configured otherwise.

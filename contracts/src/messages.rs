@@ -34,9 +34,28 @@ pub struct ActivityCommand {
     /// Equal for every attempt and every redelivery of this step: do the effect once per key.
     pub idempotency_key: IdempotencyKey,
     pub input: Value,
+    /// The orchestrator times the attempt out when no [`ActivityHeartbeat`] arrives for this
+    /// long (milliseconds); absent when the step has no heartbeat timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_timeout_ms: Option<u64>,
+    /// The `details` of the last heartbeat of an earlier attempt of this step, so that a retry
+    /// can go on from the progress it reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_details: Option<Value>,
 }
 
 impl ActivityCommand {
+    /// A heartbeat of this command's attempt (see [`ActivityCommand::reply`] for the result).
+    pub fn heartbeat(&self, details: Option<Value>) -> ActivityHeartbeat {
+        ActivityHeartbeat {
+            saga_id: self.saga_id,
+            step: self.step,
+            activity: self.activity.clone(),
+            attempt: self.attempt,
+            details,
+        }
+    }
+
     /// The reply to this command with `outcome`.
     pub fn reply(&self, outcome: ActivityOutcome) -> ActivityResult {
         ActivityResult {
@@ -48,6 +67,21 @@ impl ActivityCommand {
         }
     }
 }
+
+/// "Still working on it": published by an activity service on the heartbeats queue
+/// (`<namespace>.heartbeats`) while a long attempt runs, more often than the command's
+/// `heartbeat_timeout_ms`. Fire and forget: a lost heartbeat is only a late one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ActivityHeartbeat {
+    pub saga_id: SagaId,
+    pub step: StepSeq,
+    pub activity: String,
+    pub attempt: u32,
+    /// Progress to hand to the next attempt if this one fails (small: at most a few KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
+
 
 /// An activity service's reply to an [`ActivityCommand`], published on the results queue
 /// (`<namespace>.results`).
@@ -66,6 +100,21 @@ pub struct ActivityResult {
 pub enum ActivityOutcome {
     Completed { output: Value },
     Failed { error: ActivityError },
+}
+
+/// Error kinds the orchestrator itself gives to failed attempts and steps.
+pub mod error_kinds {
+    /// An attempt or the whole step ran out of time (start-to-close, heartbeat or
+    /// schedule-to-close timeout; the message says which).
+    pub const TIMED_OUT: &str = "TimedOut";
+    /// The orchestrator could not record the service's result (too large, not a result, data
+    /// PostgreSQL refuses).
+    pub const RESULT_REJECTED: &str = "ResultRejected";
+    /// The broker dead-lettered the command (a service rejected it, or its delivery limit was
+    /// reached).
+    pub const COMMAND_DEAD_LETTERED: &str = "CommandDeadLettered";
+    /// The activity service could not read the command.
+    pub const COMMAND_REJECTED: &str = "CommandRejected";
 }
 
 /// Why an activity attempt failed.

@@ -3,7 +3,9 @@
 use schemars::schema::RootSchema;
 use schemars::schema_for;
 
-use crate::{ActivityCommand, ActivityResult, SagaEvent, StartSaga};
+use crate::{
+    ActivityCommand, ActivityHeartbeat, ActivityResult, HistoryEvent, SagaEvent, StartSaga,
+};
 
 /// Every published schema with its file name.
 pub fn all() -> Vec<(&'static str, RootSchema)> {
@@ -12,6 +14,8 @@ pub fn all() -> Vec<(&'static str, RootSchema)> {
         ("activity-command.json", schema_for!(ActivityCommand)),
         ("activity-result.json", schema_for!(ActivityResult)),
         ("saga-event.json", schema_for!(SagaEvent)),
+        ("activity-heartbeat.json", schema_for!(ActivityHeartbeat)),
+        ("history-event.json", schema_for!(HistoryEvent)),
     ]
 }
 

@@ -27,6 +27,11 @@ impl Topology {
         format!("{}.results", self.namespace)
     }
 
+    /// Where activity services publish [`crate::ActivityHeartbeat`]s of long attempts.
+    pub fn heartbeats_queue(&self) -> String {
+        format!("{}.heartbeats", self.namespace)
+    }
+
     /// Where the orchestrator publishes [`crate::ActivityCommand`]s for `activity`.
     pub fn activity_queue(&self, activity: &str) -> String {
         format!("{}.activity.{activity}", self.namespace)
