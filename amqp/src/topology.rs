@@ -26,7 +26,8 @@ impl std::str::FromStr for QueueType {
     }
 }
 
-/// Declares the dead-letter exchange and queue, the start queue and the results queue.
+/// Declares the dead-letter exchange and queue, the start queue, the results queue and the
+/// heartbeats queue.
 pub async fn declare_core(
     channel: &Channel,
     topology: &Topology,
@@ -62,7 +63,8 @@ pub async fn declare_core(
         )
         .await?;
     declare_queue(channel, topology, queue_type, &topology.start_queue()).await?;
-    declare_queue(channel, topology, queue_type, &topology.results_queue()).await
+    declare_queue(channel, topology, queue_type, &topology.results_queue()).await?;
+    declare_queue(channel, topology, queue_type, &topology.heartbeats_queue()).await
 }
 
 /// Declares the command queue of `activity`.
