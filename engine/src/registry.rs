@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{SagaContext, SagaError};
+use crate::{SagaContext, SagaError};
 
 /// A saga's future with its input and output erased to JSON.
 pub(crate) type SagaFuture = BoxFuture<'static, Result<Value, SagaFailure>>;
