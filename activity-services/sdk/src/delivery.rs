@@ -61,6 +61,8 @@ mod tests {
             attempt: 1,
             idempotency_key: IdempotencyKey::for_step(saga_id, StepSeq(2)),
             input: json!({"order_id": "o-1"}),
+            heartbeat_timeout_ms: None,
+            heartbeat_details: None,
         })
         .unwrap()
     }

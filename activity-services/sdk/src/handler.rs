@@ -101,6 +101,8 @@ mod tests {
             attempt: 1,
             idempotency_key: IdempotencyKey::for_step(saga_id, StepSeq(1)),
             input: Value::Null,
+            heartbeat_timeout_ms: None,
+            heartbeat_details: None,
         })
     }
 

@@ -41,6 +41,7 @@ mod config;
 mod context;
 mod delivery;
 mod handler;
+mod outgoing;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod worker;

@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use crate::delivery::parse_command;
 use crate::handler::{erase, ErasedHandler};
+use crate::outgoing::{attempt_headers, result_message};
 use crate::{ActivityContext, WorkerConfig};
 
 /// How long to wait before returning a command whose result the broker refused, so that a
@@ -112,10 +113,12 @@ impl ActivityWorker {
     ///
     /// The command's input is deserialized into `I`; an input that does not fit fails the step
     /// permanently with kind `InvalidInput`. The handler's `Ok` output is serialized as the
-    /// step's output. An [`ActivityError::permanent`] is reported: the step fails. An
-    /// [`ActivityError::transient`] is not: the command goes back to the queue and runs again
-    /// after a backoff (1 s, doubling, at most 30 s), until it succeeds or fails permanently.
-    /// A panic fails the step permanently with kind `ActivityPanicked`.
+    /// step's output. An error is reported as the attempt's failed result, like any other
+    /// outcome: an [`ActivityError::permanent`] one with `retryable: false`, an
+    /// [`ActivityError::transient`] one with `retryable: true`. Retries are the orchestrator's:
+    /// it waits as the step's retry policy says and sends the next attempt as a new command
+    /// (same idempotency key, [`ActivityContext::attempt`] one higher). A panic fails the attempt
+    /// permanently with kind `ActivityPanicked`.
     ///
     /// A command can be delivered more than once (after a crash, or a lost connection): do the
     /// effect once per [`ActivityContext::idempotency_key`].
@@ -407,11 +410,6 @@ impl ActivityQueue {
                 "activity failed"
             ),
         }
-        if let ActivityOutcome::Failed { error } = &outcome {
-            if error.retryable {
-                return self.retry_later(&delivery).await;
-            }
-        }
         sagaflow_process::crash_point("activity.before-reply");
         let reply = self.reply_message(&command, outcome, &delivery);
         match self.publisher.publish_confirmed(&reply).await {
@@ -422,32 +420,6 @@ impl ActivityQueue {
                 }
             }
             Err(error) => self.return_command(&delivery, error).await,
-        }
-    }
-
-    /// A transient failure is not reported: the command goes back to the queue after a backoff
-    /// that grows with its deliveries, and runs again (handlers are idempotent) until it
-    /// succeeds or fails permanently.
-    async fn retry_later(&self, delivery: &Delivery) {
-        let deliveries = header(delivery, "x-delivery-count")
-            .and_then(|count| count.parse().ok())
-            .unwrap_or(u32::from(delivery.redelivered));
-        let backoff = retry_backoff(deliveries);
-        tracing::info!(
-            ?backoff,
-            deliveries,
-            "transient failure; the command runs again after the backoff"
-        );
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = self.failure.stop.cancelled() => {}
-        }
-        let requeue = lapin::options::BasicNackOptions {
-            requeue: true,
-            ..Default::default()
-        };
-        if let Err(error) = delivery.nack(requeue).await {
-            tracing::warn!(%error, "could not return the command; the broker returns it when the channel closes");
         }
     }
 
@@ -463,6 +435,8 @@ impl ActivityQueue {
             attempt: header(delivery, headers::ATTEMPT)?.parse().ok()?,
             idempotency_key: IdempotencyKey::for_step(saga_id, step),
             input: serde_json::Value::Null,
+            heartbeat_timeout_ms: None,
+            heartbeat_details: None,
         })
     }
 
@@ -473,27 +447,12 @@ impl ActivityQueue {
         outcome: ActivityOutcome,
         delivery: &Delivery,
     ) -> OutgoingMessage {
-        let result = command.reply(outcome);
-        let mut reply_headers = vec![
-            (headers::SAGA_ID.to_owned(), command.saga_id.to_string()),
-            (headers::STEP.to_owned(), command.step.to_string()),
-            (headers::ATTEMPT.to_owned(), command.attempt.to_string()),
-        ];
-        // Keep the trace going: the result belongs to the trace of the command.
-        for name in [headers::TRACEPARENT, headers::TRACESTATE] {
-            if let Some(value) = header(delivery, name) {
-                reply_headers.push((name.to_owned(), value));
-            }
-        }
-        OutgoingMessage {
-            exchange: String::new(),
-            routing_key: self.topology.results_queue(),
-            message_id: uuid::Uuid::new_v4().to_string(),
-            message_type: headers::message_type::ACTIVITY_RESULT.to_owned(),
-            headers: reply_headers,
-            // Ids, strings, numbers and JSON values: nothing in a result can fail to serialize.
-            body: serde_json::to_vec(&result).expect("an ActivityResult serializes to JSON"),
-        }
+        result_message(
+            &self.topology,
+            command,
+            outcome,
+            attempt_headers(command, trace_headers(delivery)),
+        )
     }
 
     /// The result was not confirmed: put the command back so that it runs again (handlers are
@@ -520,21 +479,17 @@ impl ActivityQueue {
     }
 }
 
-/// How long to wait before a command that failed transiently `deliveries` times before runs
-/// again: 1 s, doubling, at most 30 s.
-fn retry_backoff(deliveries: u32) -> Duration {
-    Duration::from_secs(1u64 << deliveries.min(5)).min(Duration::from_secs(30))
+/// The trace headers of `delivery`, to keep the trace going in the messages about its command.
+fn trace_headers(delivery: &Delivery) -> Vec<(String, String)> {
+    [headers::TRACEPARENT, headers::TRACESTATE]
+        .into_iter()
+        .filter_map(|name| Some((name.to_owned(), header(delivery, name)?)))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn transient_failures_back_off_exponentially_up_to_half_a_minute() {
-        let waits: Vec<u64> = (0..8).map(|n| retry_backoff(n).as_secs()).collect();
-        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
-    }
 
     async fn noop(_ctx: ActivityContext, _input: ()) -> Result<(), ActivityError> {
         Ok(())
