@@ -7,6 +7,12 @@
 //! redelivered, so **handlers must be idempotent**: every attempt and every redelivery of one
 //! saga step carries the same [`ActivityContext::idempotency_key`]; do the effect once per key.
 //!
+//! Errors are results too: an [`ActivityError::transient`] failure is reported with
+//! `retryable: true` and the orchestrator sends the next attempt when the step's retry policy
+//! says so ([`ActivityContext::attempt`]). A long handler reports progress with
+//! [`ActivityContext::heartbeat`], and a retry reads it back with
+//! [`ActivityContext::heartbeat_details`].
+//!
 //! ```no_run
 //! use sagaflow_sdk::{ActivityContext, ActivityError, ActivityWorker, WorkerArgs};
 //! use clap::Parser;
@@ -41,6 +47,7 @@ mod config;
 mod context;
 mod delivery;
 mod handler;
+mod heartbeat;
 mod outgoing;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -48,6 +55,7 @@ mod worker;
 
 pub use config::{WorkerArgs, WorkerConfig, DEFAULT_CONNECT_TIMEOUT};
 pub use context::ActivityContext;
+pub use heartbeat::MAX_HEARTBEAT_DETAILS_BYTES;
 pub use sagaflow_process::{
     crash_point, fail_scenario, fault_injected, init_process, init_tracing, shutdown_on_signals,
     sigkill_self, InvalidFailPoints,

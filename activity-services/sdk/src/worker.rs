@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use crate::delivery::parse_command;
 use crate::handler::{erase, ErasedHandler};
+use crate::heartbeat::Heartbeats;
 use crate::outgoing::{attempt_headers, result_message};
 use crate::{ActivityContext, WorkerConfig};
 
@@ -248,7 +249,7 @@ async fn serve(
     declare_core(publisher.channel(), topology, config.queue_type)
         .await
         .map_err(|source| WorkerError::Declare {
-            what: "the dead-letter, start and results queues".to_owned(),
+            what: "the dead-letter, start, results and heartbeats queues".to_owned(),
             source,
         })?;
     let failure = Arc::new(Failure {
@@ -398,7 +399,16 @@ impl ActivityQueue {
     async fn run(&self, delivery: Delivery, mut command: ActivityCommand) {
         let started = Instant::now();
         let input = std::mem::take(&mut command.input);
-        let outcome = (self.handler)(ActivityContext::from_command(&command), input).await;
+        let heartbeats = Heartbeats::new(
+            self.publisher.clone(),
+            self.topology.clone(),
+            &command,
+            attempt_headers(&command, trace_headers(&delivery)),
+        );
+        let ctx = ActivityContext::with_heartbeats(&command, Arc::clone(&heartbeats));
+        let outcome = (self.handler)(ctx, input).await;
+        // No heartbeat of this attempt after its result.
+        heartbeats.stop();
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match &outcome {
             ActivityOutcome::Completed { .. } => tracing::info!(elapsed_ms, "activity completed"),
