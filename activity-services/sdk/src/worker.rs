@@ -412,12 +412,17 @@ impl ActivityQueue {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match &outcome {
             ActivityOutcome::Completed { .. } => tracing::info!(elapsed_ms, "activity completed"),
+            ActivityOutcome::Failed { error } if error.retryable => tracing::warn!(
+                elapsed_ms,
+                kind = error.kind,
+                message = error.message,
+                "activity failed: transient failure, reported as retryable; the orchestrator decides on another attempt"
+            ),
             ActivityOutcome::Failed { error } => tracing::warn!(
                 elapsed_ms,
                 kind = error.kind,
-                retryable = error.retryable,
                 message = error.message,
-                "activity failed"
+                "activity failed: permanent failure"
             ),
         }
         sagaflow_process::crash_point("activity.before-reply");
