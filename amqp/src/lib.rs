@@ -13,7 +13,9 @@ mod topology;
 pub use consume::{consume, ConsumeError};
 pub use dead_letter::dead_letter;
 pub use publish::{OutgoingMessage, PendingConfirm, PublishError, Publisher};
-pub use topology::{declare_activity_queue, declare_core, declare_queue, QueueType};
+pub use topology::{
+    declare_activity_queue, declare_core, declare_dead_letter_watch, declare_queue, QueueType,
+};
 
 pub use lapin::message::Delivery;
 pub use lapin::{Channel, Connection};

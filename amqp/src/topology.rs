@@ -123,3 +123,26 @@ fn queue_arguments(queue_type: QueueType, dead_letter_exchange: Option<&str>) ->
     }
     args
 }
+
+/// Declares the orchestrator's copy of the dead letters: a queue bound to the dead-letter
+/// exchange, without a dead-letter exchange of its own (what it cannot take is dropped, never
+/// sent round again).
+pub async fn declare_dead_letter_watch(
+    channel: &Channel,
+    topology: &Topology,
+    queue_type: QueueType,
+) -> Result<(), lapin::Error> {
+    let queue = topology.dead_letter_watch_queue();
+    channel
+        .queue_declare(&queue, durable_queue(), queue_arguments(queue_type, None))
+        .await?;
+    channel
+        .queue_bind(
+            &queue,
+            &topology.dead_letter_exchange(),
+            "",
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+}

@@ -12,6 +12,11 @@ pub const IDEMPOTENCY_KEY: &str = "x-sagaflow-idempotency-key";
 pub const DEAD_LETTER_REASON: &str = "x-sagaflow-dead-letter-reason";
 /// The queue a dead-lettered message was taken from.
 pub const DEAD_LETTER_QUEUE: &str = "x-sagaflow-dead-letter-queue";
+/// When a start of an unknown saga type was first seen (milliseconds since the epoch); set on
+/// the copies an orchestrator puts back.
+pub const FIRST_SEEN_MS: &str = "x-sagaflow-first-seen-ms";
+/// How many times a start was put back.
+pub const PUT_BACKS: &str = "x-sagaflow-put-backs";
 /// W3C trace context.
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";

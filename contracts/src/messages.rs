@@ -82,7 +82,6 @@ pub struct ActivityHeartbeat {
     pub details: Option<Value>,
 }
 
-
 /// An activity service's reply to an [`ActivityCommand`], published on the results queue
 /// (`<namespace>.results`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -42,6 +42,12 @@ impl Topology {
         format!("{}.dead-letter", self.namespace)
     }
 
+    /// The orchestrator's copy of every dead letter, bound to the dead-letter exchange: it
+    /// notices activity commands the broker dead-lettered and fails their attempts.
+    pub fn dead_letter_watch_queue(&self) -> String {
+        format!("{}.dead-letter.orchestrator", self.namespace)
+    }
+
     /// The queue that keeps dead-lettered messages for people to inspect.
     pub fn dead_letter_queue(&self) -> String {
         format!("{}.dead-letter", self.namespace)

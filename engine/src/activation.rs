@@ -15,7 +15,9 @@ pub enum Fact {
     /// An activity service answered `attempt` of `step`.
     ActivityResult {
         step: StepSeq,
-        activity: String,
+        /// The activity the result says it is for; `None` when the result could not be read
+        /// and is known only by its headers.
+        activity: Option<String>,
         attempt: u32,
         outcome: ActivityOutcome,
     },

@@ -290,7 +290,7 @@ fn decide(state: &RunState, fact: Fact) -> Result<Vec<SagaEvent>, FactRejected> 
             outcome,
         } => {
             let machine = machine(step)?;
-            if machine.activity != activity {
+            if let Some(activity) = activity.filter(|a| *a != machine.activity) {
                 return Err(FactRejected(format!(
                     "step {step} of saga {} runs {:?}, not {activity:?}",
                     state.saga_id, machine.activity

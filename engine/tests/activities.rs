@@ -195,7 +195,7 @@ fn a_result_for_a_step_that_does_not_exist_is_rejected() {
     let rejected = saga.run.handle(
         sagaflow_engine::Fact::ActivityResult {
             step: StepSeq(9),
-            activity: "ChargeCustomer".into(),
+            activity: Some("ChargeCustomer".into()),
             attempt: 1,
             outcome: sagaflow_contracts::ActivityOutcome::Completed { output: json!(1) },
         },
@@ -205,7 +205,7 @@ fn a_result_for_a_step_that_does_not_exist_is_rejected() {
     let wrong_activity = saga.run.handle(
         sagaflow_engine::Fact::ActivityResult {
             step: StepSeq(1),
-            activity: "ChargeCustomer".into(),
+            activity: Some("ChargeCustomer".into()),
             attempt: 1,
             outcome: sagaflow_contracts::ActivityOutcome::Completed { output: json!(1) },
         },

@@ -67,7 +67,7 @@ fn a_replayed_saga_continues_exactly_like_the_cached_one() {
     let mut replayed = cached.replay().run;
     let fact = sagaflow_engine::Fact::ActivityResult {
         step: StepSeq(2),
-        activity: "ChargeCustomer".into(),
+        activity: Some("ChargeCustomer".into()),
         attempt: 1,
         outcome: sagaflow_contracts::ActivityOutcome::Completed {
             output: charge_json(),

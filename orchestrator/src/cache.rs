@@ -4,7 +4,7 @@ use std::sync::Mutex;
 use lru::LruCache;
 use sagaflow_contracts::SagaId;
 
-use super::SagaRun;
+use sagaflow_engine::SagaRun;
 
 /// A live saga parked between messages, with the history position it reflects.
 pub struct CachedSaga {
@@ -45,15 +45,54 @@ impl SagaCache {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<SagaId, CachedSaga>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use sagaflow_engine::{ActivityOptions, SagaContext, SagaError, SagaRegistry};
+    use serde_json::json;
+
+    use super::*;
+
+    async fn one_step(ctx: SagaContext, _: ()) -> Result<u32, SagaError> {
+        Ok(ctx.activity::<u32, _>("Step", &()).await?)
+    }
+
+    #[test]
+    fn the_cache_hands_a_run_out_once_and_drops_finished_sagas() {
+        let mut registry = SagaRegistry::new();
+        registry.register("OneStep", one_step).unwrap();
+        let saga = SagaId::new_random();
+        let start = || {
+            let definition = registry.get("OneStep").unwrap();
+            let options = ActivityOptions::default();
+            SagaRun::start(definition, saga, json!(null), None, Utc::now(), options)
+                .unwrap()
+                .0
+        };
+        let cache = SagaCache::new(10);
+        cache.put(
+            saga,
+            CachedSaga {
+                run: start(),
+                next_event_seq: 2,
+            },
+        );
+        assert_eq!(cache.take(saga).map(|c| c.next_event_seq), Some(2));
+        assert!(cache.take(saga).is_none(), "a run is handed out once");
+
+        let disabled = SagaCache::new(0);
+        disabled.put(
+            saga,
+            CachedSaga {
+                run: start(),
+                next_event_seq: 2,
+            },
+        );
+        assert!(disabled.take(saga).is_none());
     }
 }

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use clap::Args;
 use sagaflow_amqp::QueueType;
+use sagaflow_contracts::{ActivityOptions, RetryPolicy};
 
 /// How an orchestrator process connects and how hard it works. Every flag has an environment
 /// variable of the same meaning.
@@ -55,10 +56,70 @@ pub struct Config {
     /// Messages the outbox relay publishes per transaction.
     #[arg(long, env = "SAGAFLOW_OUTBOX_BATCH", default_value_t = 256, value_parser = clap::value_parser!(i64).range(1..))]
     pub outbox_batch: i64,
+
+    /// How often the timer claimer looks for due timers armed by other replicas, in
+    /// milliseconds (timers armed by this process wake it at their time).
+    #[arg(long, env = "SAGAFLOW_TIMER_POLL_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timer_poll_ms: u64,
+
+    /// Default retry policy of a step whose saga code sets none: the wait before the second
+    /// attempt, in milliseconds.
+    #[arg(long, env = "SAGAFLOW_RETRY_INITIAL_MS", default_value_t = 1_000)]
+    pub retry_initial_ms: u64,
+
+    /// Default retry policy: each wait is this many times the one before (at least 1).
+    #[arg(long, env = "SAGAFLOW_RETRY_BACKOFF", default_value_t = 2.0)]
+    pub retry_backoff: f64,
+
+    /// Default retry policy: the longest wait between two attempts, in milliseconds.
+    #[arg(long, env = "SAGAFLOW_RETRY_MAX_INTERVAL_MS", default_value_t = 60_000)]
+    pub retry_max_interval_ms: u64,
+
+    /// Default retry policy: attempts in all, the first included; 0 for no limit.
+    #[arg(long, env = "SAGAFLOW_RETRY_MAX_ATTEMPTS", default_value_t = 5)]
+    pub retry_max_attempts: u32,
+
+    /// Default start-to-close timeout of an attempt whose saga code sets none, in seconds: an
+    /// activity service that never answers fails the attempt (and it is retried). 0 for none.
+    #[arg(
+        long,
+        env = "SAGAFLOW_START_TO_CLOSE_TIMEOUT_SECS",
+        default_value_t = 300
+    )]
+    pub start_to_close_timeout_secs: u64,
+
+    /// How long a start message of a saga type this replica does not know is put back (for a
+    /// replica that knows it, during a rolling deploy) before it is dead-lettered, in seconds.
+    #[arg(
+        long,
+        env = "SAGAFLOW_UNKNOWN_SAGA_TYPE_GRACE_SECS",
+        default_value_t = 600
+    )]
+    pub unknown_saga_type_grace_secs: u64,
 }
 
 impl Config {
     pub fn outbox_poll_interval(&self) -> Duration {
         Duration::from_millis(self.outbox_poll_ms)
+    }
+
+    pub fn timer_poll_interval(&self) -> Duration {
+        Duration::from_millis(self.timer_poll_ms)
+    }
+
+    /// Retries and timeouts of steps whose saga code sets none.
+    pub fn default_activity_options(&self) -> ActivityOptions {
+        ActivityOptions {
+            retry: RetryPolicy {
+                initial_interval_ms: self.retry_initial_ms,
+                backoff_coefficient: self.retry_backoff,
+                maximum_interval_ms: self.retry_max_interval_ms,
+                maximum_attempts: self.retry_max_attempts,
+                non_retryable_kinds: Vec::new(),
+            },
+            start_to_close_timeout_ms: (self.start_to_close_timeout_secs > 0)
+                .then(|| self.start_to_close_timeout_secs.saturating_mul(1_000)),
+            ..ActivityOptions::default()
+        }
     }
 }

@@ -5,16 +5,20 @@
 //! README's "Write your own saga" walkthrough and `examples/my_saga.rs`.
 
 pub mod bus;
+mod cache;
 mod config;
 pub mod demo;
-pub mod engine;
 pub mod inbound;
 mod orchestrator;
 pub mod store;
 
 pub use config::Config;
-pub use engine::{ActivityFailure, SagaContext, SagaError, SagaRegistry};
 pub use orchestrator::{Orchestrator, OrchestratorError};
+/// The deterministic saga runtime, re-exported: write sagas against it.
+pub use sagaflow_engine as engine;
+pub use sagaflow_engine::{
+    ActivityFailure, ActivityOptions, Either, RetryPolicy, SagaContext, SagaError, SagaRegistry,
+};
 pub use sagaflow_process::{init_tracing, shutdown_on_signals};
 
 #[cfg(test)]
@@ -26,7 +30,7 @@ mod tests {
         send_sync::<crate::Orchestrator>();
         send_sync::<crate::SagaRegistry>();
         send_sync::<crate::SagaContext>();
-        send_sync::<crate::engine::SagaCache>();
+        send_sync::<crate::cache::SagaCache>();
         send_sync::<crate::OrchestratorError>();
         // A live run holds the saga's future, which need only be Send.
         send::<crate::engine::SagaRun>();

@@ -1,14 +1,15 @@
 use std::sync::Arc;
 
-use sagaflow_amqp::{consume, declare_core, Publisher};
+use sagaflow_amqp::{consume, declare_core, declare_dead_letter_watch, Publisher};
 use sagaflow_contracts::{InvalidName, Topology};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{OutboxRelay, RelayError};
-use crate::engine::{SagaCache, SagaRegistry};
-use crate::inbound::{Inbound, Processor};
+use crate::cache::SagaCache;
+use crate::engine::SagaRegistry;
+use crate::inbound::{fire_due_timers, Inbound, Processor};
 use crate::{store, Config};
 
 /// Runs the sagas of a [`SagaRegistry`]: consumes the start and results queues, advances sagas
@@ -87,14 +88,12 @@ impl Orchestrator {
         let topology = Topology::new(&config.namespace)?;
         let pool = store::connect(&config.database_url, config.db_max_connections).await?;
         let connection = sagaflow_amqp::connect(&config.amqp_url, "sagaflow-orchestrator").await?;
-        declare_core(
-            &connection.create_channel().await?,
-            &topology,
-            config.queue_type,
-        )
-        .await?;
+        let declaring = connection.create_channel().await?;
+        declare_core(&declaring, &topology, config.queue_type).await?;
+        declare_dead_letter_watch(&declaring, &topology, config.queue_type).await?;
 
         let outbox_ready = Arc::new(Notify::new());
+        let timers_armed = Arc::new(Notify::new());
         let processor = Arc::new(Processor {
             pool: pool.clone(),
             registry: self.registry.clone(),
@@ -102,7 +101,12 @@ impl Orchestrator {
             topology: topology.clone(),
             publisher: Publisher::open(&connection).await?,
             outbox_ready: outbox_ready.clone(),
+            timers_armed: timers_armed.clone(),
             max_message_bytes: config.max_message_bytes,
+            defaults: config.default_activity_options(),
+            unknown_saga_type_grace: std::time::Duration::from_secs(
+                config.unknown_saga_type_grace_secs,
+            ),
         });
         let relay = OutboxRelay {
             pool,
@@ -115,12 +119,21 @@ impl Orchestrator {
         };
         let stop_relay = CancellationToken::new();
         let mut relay = tokio::spawn(relay.run(stop_relay.clone()));
+        let stop_timers = CancellationToken::new();
+        let timer_claimer = tokio::spawn(claim_timers(
+            processor.clone(),
+            timers_armed,
+            config.timer_poll_interval(),
+            stop_timers.clone(),
+        ));
 
         let stop_consuming = CancellationToken::new();
         let mut consumers = JoinSet::new();
         for (inbound, queue) in [
             (Inbound::Start, topology.start_queue()),
             (Inbound::Results, topology.results_queue()),
+            (Inbound::Heartbeats, topology.heartbeats_queue()),
+            (Inbound::DeadLetters, topology.dead_letter_watch_queue()),
         ] {
             let channel = connection.create_channel().await?;
             let processor = processor.clone();
@@ -146,6 +159,8 @@ impl Orchestrator {
             stopped = &mut relay => Some(flatten(stopped.map(|r| r.map_err(OrchestratorError::from)))),
         };
         stop_consuming.cancel();
+        stop_timers.cancel();
+        let _ = timer_claimer.await;
         while let Some(stopped) = consumers.join_next().await {
             if let Err(error) = flatten(stopped) {
                 failure.get_or_insert(Err(error));
@@ -176,4 +191,43 @@ fn flatten(
             "a task panicked: {panic}"
         )))
     })
+}
+
+/// Timers fired per transaction batch before the claimer looks again.
+const TIMER_BATCH: i64 = 64;
+
+/// Fires due timers until `shutdown`: at the next timer's time (or at once when this process
+/// arms one), and at least every `poll` for timers other replicas armed. A database failure
+/// is logged and tried again at the next poll: timers are rows, nothing is lost.
+async fn claim_timers(
+    processor: Arc<Processor>,
+    armed: Arc<Notify>,
+    poll: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        let wait = match fire_due_timers(&processor, TIMER_BATCH).await {
+            Ok(due) if due as i64 == TIMER_BATCH => continue,
+            Ok(_) => match store::next_fire_at(&processor.pool).await {
+                Ok(Some(next)) => (next - chrono::Utc::now())
+                    .to_std()
+                    .unwrap_or_default()
+                    .min(poll),
+                Ok(None) => poll,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the next timer; polling");
+                    poll
+                }
+            },
+            Err(error) => {
+                tracing::warn!(%error, "cannot fire timers; trying again");
+                poll
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = armed.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
 }

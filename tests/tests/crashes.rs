@@ -135,7 +135,7 @@ async fn a_result_published_twice_is_recorded_once() {
     wait_until("the second reply is judged a duplicate", END, || {
         let judged = orchestrator
             .log_text()
-            .contains("result for a saga that has ended; ignored");
+            .contains("fact for a saga that has ended; ignored");
         async move { judged.then_some(()) }
     })
     .await;

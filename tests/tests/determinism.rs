@@ -24,6 +24,8 @@ async fn a_saga_whose_history_the_code_contradicts_is_stuck_with_the_reason() {
             activity: "ChargeCustomer".into(),
             input: input.clone(),
             attempt: 1,
+            input_hash: None,
+            options: None,
         },
     ];
     sqlx::query(
@@ -68,12 +70,19 @@ async fn a_saga_whose_history_the_code_contradicts_is_stuck_with_the_reason() {
     let error = deployment.saga_error("order-old-code").await;
     let reason = error["reason"].as_str().unwrap_or_default();
     assert!(
-        reason.contains("non-determinism") && reason.contains("step 1"),
+        reason.contains("non-determinism")
+            && reason.contains("as step 1")
+            && reason.contains("at event 1"),
         "{reason}"
     );
+    // The history holds only what the code has seen; the result waits for the resume.
     assert_eq!(
         deployment.history_kinds(saga.0).await,
-        ["SagaStarted", "ActivityScheduled", "ActivityCompleted"],
+        ["SagaStarted", "ActivityScheduled"],
+    );
+    assert_eq!(
+        deployment.count("SELECT count(*) FROM parked_facts").await,
+        1,
         "the result is kept for when the code is fixed"
     );
     // The orchestrator is still serving other sagas.

@@ -74,8 +74,14 @@ async fn a_redelivered_start_without_a_start_key_starts_one_saga() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_starts_are_dead_lettered_with_their_reason_and_the_next_start_still_completes() {
     let mut deployment = Deployment::new().await;
-    let _orchestrator =
-        deployment.spawn(Bin::Orchestrator, &[("SAGAFLOW_MAX_MESSAGE_BYTES", "4096")]);
+    // No grace for unknown saga types: no other replica will come to take them.
+    let _orchestrator = deployment.spawn(
+        Bin::Orchestrator,
+        &[
+            ("SAGAFLOW_MAX_MESSAGE_BYTES", "4096"),
+            ("SAGAFLOW_UNKNOWN_SAGA_TYPE_GRACE_SECS", "0"),
+        ],
+    );
     let _services = deployment.spawn_activity_services();
 
     deployment

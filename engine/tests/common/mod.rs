@@ -88,7 +88,7 @@ impl Harness {
             .expect("the step exists");
         self.handle(Fact::ActivityResult {
             step: StepSeq(step),
-            activity,
+            activity: Some(activity),
             attempt,
             outcome: ActivityOutcome::Completed { output },
         })
@@ -101,7 +101,7 @@ impl Harness {
             .expect("the step exists");
         self.handle(Fact::ActivityResult {
             step: StepSeq(step),
-            activity,
+            activity: Some(activity),
             attempt,
             outcome: ActivityOutcome::Failed { error },
         })

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use sagaflow_amqp::{OutgoingMessage, Publisher};
-use sagaflow_contracts::{headers, SagaId, SagaStatus, StartSaga, Topology};
+use sagaflow_contracts::{headers, HistoryEvent, SagaId, SagaStatus, StartSaga, Topology};
 use sagaflow_orchestrator::store::{self, SagaRow};
 use sqlx::PgPool;
 
@@ -49,6 +49,21 @@ enum Command {
         status: Option<SagaStatus>,
         #[arg(long, default_value_t = 20)]
         limit: i64,
+        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        database_url: String,
+    },
+    /// Resume a stuck saga after its code was fixed: an orchestrator replays it with the code
+    /// it runs now and, if the history still fits, it goes on from where it stopped.
+    Resume {
+        /// The saga to resume.
+        #[arg(required_unless_present = "all_stuck", conflicts_with = "all_stuck")]
+        saga_id: Option<SagaId>,
+        /// Resume every stuck saga of --saga-type.
+        #[arg(long, requires = "saga_type")]
+        all_stuck: bool,
+        /// With --all-stuck: the saga type.
+        #[arg(long)]
+        saga_type: Option<String>,
         #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
         database_url: String,
     },
@@ -135,6 +150,28 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Resume {
+            saga_id,
+            all_stuck,
+            saga_type,
+            database_url,
+        } => {
+            let pool = connect_db(&database_url).await?;
+            if all_stuck {
+                let saga_type = saga_type.unwrap_or_default();
+                let n = store::request_resume_all_stuck(&pool, &saga_type).await?;
+                println!("resume requested for {n} stuck saga(s) of type {saga_type}");
+            } else if let Some(saga_id) = saga_id {
+                if !store::request_resume(&pool, saga_id).await? {
+                    match store::get_saga(&pool, saga_id).await? {
+                        None => bail!("no saga {saga_id}"),
+                        Some(saga) => bail!("saga {saga_id} is {}, not stuck", saga.status),
+                    }
+                }
+                println!("resume of saga {saga_id} requested; an orchestrator replays it now (see `sagaflow show {saga_id}`)");
+            }
+            Ok(())
+        }
         Command::Show {
             saga_id,
             json,
@@ -145,11 +182,7 @@ async fn main() -> anyhow::Result<()> {
                 bail!("no saga {saga_id}");
             };
             if json {
-                let history = store::load_history(&pool, saga_id).await?;
-                let events: Vec<_> = history
-                    .into_iter()
-                    .map(|(seq, at, event)| serde_json::json!({ "seq": seq, "recorded_at": at, "event": event }))
-                    .collect();
+                let events = store::load_history(&pool, saga_id).await?;
                 let out = serde_json::json!({
                     "id": saga.id, "saga_type": saga.saga_type, "status": saga.status,
                     "start_key": saga.start_key, "input": saga.input, "output": saga.output,
@@ -233,13 +266,13 @@ async fn print_saga(pool: &PgPool, saga: &SagaRow) -> anyhow::Result<()> {
         println!("error      {error}");
     }
     println!("history");
-    for (seq, at, event) in store::load_history(pool, saga.id).await? {
+    for HistoryEvent { seq, at, event } in store::load_history(pool, saga.id).await? {
         let mut body = serde_json::to_value(&event)?;
         if let Some(map) = body.as_object_mut() {
             map.remove("type");
         }
         println!(
-            "  {seq:>3}  {}  {:<18} {body}",
+            "  {seq:>3}  {}  {:<21} {body}",
             at.format("%H:%M:%S%.3f"),
             event.kind()
         );

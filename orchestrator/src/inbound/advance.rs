@@ -1,55 +1,261 @@
-use sagaflow_amqp::OutgoingMessage;
-use sagaflow_contracts::{
-    headers, ActivityCommand, IdempotencyKey, SagaEvent, SagaId, SagaStatus, StepSeq,
-};
-use serde_json::{json, Value};
+//! The one path every fact takes, whatever brought it (a result, a timer, a resume): lock the
+//! saga, take its live run from the cache or replay it, hand it the fact, commit what that
+//! recorded and caused. The message or timer that carried the fact is settled after the commit.
 
-use super::{ProcessError, Processor};
-use crate::engine::{CachedSaga, Command, RunError, SagaRun};
-use crate::store::{self, SagaUpdate, Tx};
+use chrono::{DateTime, Utc};
+use sagaflow_amqp::OutgoingMessage;
+use sagaflow_contracts::{headers, ActivityCommand, IdempotencyKey, SagaId, SagaStatus};
+use sagaflow_engine::{
+    Activation, Effect, Fact, FactRejected, ReplayError, Replayed, SagaEnd, SagaRun,
+};
+use serde_json::json;
+
+use super::{Disposition, ProcessError, Processor};
+use crate::cache::CachedSaga;
+use crate::store::{self, ParkedFact, SagaUpdate, Tx};
 use sagaflow_process::crash_point;
 
+/// Where a saga's history stands when an activation is committed.
+pub(crate) struct Position {
+    pub saga: SagaId,
+    pub next_event_seq: i64,
+    /// The saga's status before the activation.
+    pub status: SagaStatus,
+}
+
 impl Processor {
-    /// Records `inbound` and what the saga did about it (`advanced`) as events from `first_seq`
-    /// on, queues the activity commands in the outbox, and commits. Then the run goes (back)
-    /// into the cache and the relay is woken.
-    pub(crate) async fn commit_advance(
+    /// Hands `fact` to saga `saga_id` through the one path; `fired_timer` is the timer row
+    /// that carried it, deleted in the same transaction (nothing happens if it is gone or no
+    /// longer due: another replica fired it, or a heartbeat moved it).
+    pub(crate) async fn advance(
         &self,
-        mut tx: Tx,
-        saga: SagaId,
-        first_seq: i64,
-        inbound: SagaEvent,
-        run: SagaRun,
-        advanced: Result<Vec<Command>, RunError>,
-    ) -> Result<(), ProcessError> {
-        let commands = match advanced {
-            Ok(commands) => commands,
-            Err(error) => {
-                return self
-                    .park(tx, saga, first_seq, Some(inbound), error.to_string())
-                    .await
+        saga_id: SagaId,
+        fact: Fact,
+        fired_timer: Option<i64>,
+    ) -> Result<Disposition, ProcessError> {
+        let now = Utc::now();
+        let mut tx = self.pool.begin().await?;
+        let Some(saga) = store::lock_saga(&mut tx, saga_id).await? else {
+            return Ok(Disposition::DeadLetter(format!("no saga {saga_id} exists")));
+        };
+        if let Some(timer) = fired_timer {
+            if store::lock_due_timer(&mut tx, timer, now).await?.is_none() {
+                return Ok(Disposition::Ack);
+            }
+        }
+        let resume = matches!(fact, Fact::Resumed);
+        match saga.status {
+            SagaStatus::Completed | SagaStatus::Failed => {
+                tracing::info!(%saga_id, status = %saga.status, "fact for a saga that has ended; ignored");
+                return self.settle_only(tx, fired_timer).await;
+            }
+            SagaStatus::Stuck if !resume => {
+                // Kept in order for when the saga's code is fixed and it is resumed.
+                if let Some(parked) = parked(&fact) {
+                    store::park_fact(&mut tx, saga_id, &parked).await?;
+                }
+                tracing::warn!(%saga_id, "the saga is stuck; the fact is kept for its resume");
+                return self.settle_only(tx, fired_timer).await;
+            }
+            SagaStatus::Running if resume => {
+                tracing::info!(%saga_id, "resume of a saga that is not stuck; nothing to do");
+                return self.settle_only(tx, fired_timer).await;
+            }
+            SagaStatus::Running | SagaStatus::Stuck => {}
+        }
+
+        let position = Position {
+            saga: saga_id,
+            next_event_seq: saga.next_event_seq,
+            status: saga.status,
+        };
+        let cached = self
+            .cache
+            .take(saga_id)
+            .filter(|cached| cached.next_event_seq == saga.next_event_seq);
+        let mut activation = Activation::default();
+        let mut run = match cached {
+            Some(CachedSaga { run, .. }) => run,
+            None => {
+                let history = store::load_history(&mut *tx, saga_id).await?;
+                match SagaRun::replay(
+                    &self.registry,
+                    saga_id,
+                    &history,
+                    self.defaults.clone(),
+                    now,
+                ) {
+                    Ok(Replayed { run, continuation }) => {
+                        activation.extend(continuation);
+                        run
+                    }
+                    Err(ReplayError::UnknownSagaType(saga_type)) => {
+                        return Err(ProcessError::UnknownSagaType(saga_type))
+                    }
+                    Err(error) => {
+                        if let Some(parked) = parked(&fact) {
+                            store::park_fact(&mut tx, saga_id, &parked).await?;
+                        }
+                        if let Some(timer) = fired_timer {
+                            store::delete_timer(&mut tx, timer).await?;
+                        }
+                        self.park(tx, &position, &[], error.to_string(), now)
+                            .await?;
+                        return Ok(Disposition::Ack);
+                    }
+                }
             }
         };
 
-        let mut events = Vec::with_capacity(1 + commands.len());
-        events.push(inbound);
-        events.extend(commands.iter().map(Command::to_event));
-        let messages: Vec<OutgoingMessage> = commands
-            .iter()
-            .filter_map(|command| match command {
-                Command::ScheduleActivity {
+        let mut rejected = None;
+        match run.handle(fact, now) {
+            Ok(Some(handled)) => activation.extend(handled),
+            Ok(None) => tracing::debug!(%saga_id, "duplicate or stale fact; nothing to record"),
+            Err(FactRejected(reason)) => rejected = Some(reason),
+        }
+        if resume {
+            let mut parked = store::take_parked_facts(&mut tx, saga_id)
+                .await?
+                .into_iter();
+            while activation.stuck.is_none() {
+                let Some(next) = parked.next() else { break };
+                let Some(fact) = parked_fact(next) else {
+                    continue;
+                };
+                match run.handle(fact, now) {
+                    Ok(Some(handled)) => activation.extend(handled),
+                    Ok(None) => {}
+                    Err(FactRejected(reason)) => {
+                        tracing::warn!(%saga_id, reason, "a parked fact does not belong to the saga; dropped")
+                    }
+                }
+            }
+            // Stuck again: what is left waits for the next resume, in the same order.
+            for rest in parked {
+                store::park_fact(&mut tx, saga_id, &rest).await?;
+            }
+        }
+        if activation.is_empty() {
+            self.settle_only(tx, fired_timer).await?;
+            self.cache.put(
+                saga_id,
+                CachedSaga {
+                    run,
+                    next_event_seq: saga.next_event_seq,
+                },
+            );
+        } else {
+            self.commit(tx, &position, activation, run, fired_timer, now)
+                .await?;
+        }
+        Ok(rejected.map_or(Disposition::Ack, Disposition::DeadLetter))
+    }
+
+    /// Deletes the fired timer, if any, and commits nothing else.
+    async fn settle_only(
+        &self,
+        mut tx: Tx,
+        fired_timer: Option<i64>,
+    ) -> Result<Disposition, ProcessError> {
+        if let Some(timer) = fired_timer {
+            store::delete_timer(&mut tx, timer).await?;
+            tx.commit().await?;
+        }
+        Ok(Disposition::Ack)
+    }
+
+    /// Records `activation` after `position`, writes its effects (outbox messages, timers),
+    /// updates the saga row and commits. Then the run goes (back) into the cache and the
+    /// relay and the timer claimer are woken.
+    pub(crate) async fn commit(
+        &self,
+        mut tx: Tx,
+        position: &Position,
+        activation: Activation,
+        run: SagaRun,
+        fired_timer: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<(), ProcessError> {
+        let saga = position.saga;
+        if let Some(timer) = fired_timer {
+            store::delete_timer(&mut tx, timer).await?;
+        }
+        if let Some(error) = activation.stuck {
+            return self
+                .park(tx, position, &activation.events, error.to_string(), now)
+                .await;
+        }
+        store::append_events(
+            &mut tx,
+            saga,
+            position.next_event_seq,
+            &activation.events,
+            now,
+        )
+        .await?;
+        let next_event_seq = position.next_event_seq + activation.events.len() as i64;
+
+        let mut messages = Vec::new();
+        let mut armed = false;
+        for effect in &activation.effects {
+            match effect {
+                Effect::SendActivityCommand {
                     step,
                     activity,
+                    attempt,
                     input,
-                } => Some(self.activity_command(saga, *step, activity, input)),
-                _ => None,
-            })
-            .collect();
-        let (status, output, error) = outcome(&commands);
-        let next_event_seq = first_seq + events.len() as i64;
-
-        store::append_events(&mut tx, saga, first_seq, &events).await?;
+                    heartbeat_timeout_ms,
+                } => {
+                    let heartbeat_details = if *attempt > 1 {
+                        store::last_heartbeat_details(&mut tx, saga, *step).await?
+                    } else {
+                        None
+                    };
+                    let command = ActivityCommand {
+                        saga_id: saga,
+                        step: *step,
+                        activity: activity.clone(),
+                        attempt: *attempt,
+                        idempotency_key: IdempotencyKey::for_step(saga, *step),
+                        input: input.clone(),
+                        heartbeat_timeout_ms: *heartbeat_timeout_ms,
+                        heartbeat_details,
+                    };
+                    messages.push(self.activity_command(&command));
+                }
+                Effect::ArmTimer {
+                    key,
+                    attempt,
+                    fire_at,
+                    period_ms,
+                } => {
+                    store::arm_timer(
+                        &mut tx,
+                        saga,
+                        &key.to_string(),
+                        *attempt,
+                        *fire_at,
+                        *period_ms,
+                    )
+                    .await?;
+                    armed = true;
+                }
+                Effect::CancelStepTimers { step } => {
+                    store::cancel_step_timers(&mut tx, saga, *step).await?
+                }
+            }
+        }
         store::enqueue_outbox(&mut tx, saga, &messages).await?;
+        let (status, output, error) = match &activation.end {
+            Some(SagaEnd::Completed(output)) => (SagaStatus::Completed, Some(output.clone()), None),
+            Some(SagaEnd::Failed(error)) => {
+                (SagaStatus::Failed, None, serde_json::to_value(error).ok())
+            }
+            None => (SagaStatus::Running, None, None),
+        };
+        if status.is_final() {
+            store::cancel_all_timers(&mut tx, saga).await?;
+        }
         let update = SagaUpdate {
             status,
             next_event_seq,
@@ -62,76 +268,75 @@ impl Processor {
         crash_point("orchestrator.after-commit");
         // Per-activity crash points cost a string per command: only in builds that have them.
         #[cfg(feature = "failpoints")]
-        for command in &commands {
-            if let Command::ScheduleActivity { activity, .. } = command {
+        for effect in &activation.effects {
+            if let Effect::SendActivityCommand { activity, .. } = effect {
                 crash_point(&format!("orchestrator.after-commit.{activity}"));
             }
         }
         if !messages.is_empty() {
             self.outbox_ready.notify_one();
         }
+        if armed {
+            self.timers_armed.notify_one();
+        }
+        if position.status == SagaStatus::Stuck {
+            tracing::info!(%saga, "saga resumed");
+        }
         if status == SagaStatus::Running {
-            self.cache.put(
-                saga,
-                CachedSaga {
-                    run,
-                    next_event_seq,
-                },
-            );
+            // A saga that only sleeps costs a row, not memory: it is replayed when it wakes.
+            if !run.waits_only_on_timers() {
+                self.cache.put(
+                    saga,
+                    CachedSaga {
+                        run,
+                        next_event_seq,
+                    },
+                );
+            }
         } else {
             tracing::info!(%saga, %status, "saga finished");
         }
         Ok(())
     }
 
-    /// Parks a saga whose code no longer replays its history (or panicked, or blocks), keeping
-    /// the inbound event, if any, in its history.
+    /// Parks a saga whose code cannot go on (it no longer replays its history, panicked, or
+    /// blocks), keeping `events` (the fact that found it so) in its history.
     pub(crate) async fn park(
         &self,
         mut tx: Tx,
-        saga: SagaId,
-        first_seq: i64,
-        inbound: Option<SagaEvent>,
+        position: &Position,
+        events: &[sagaflow_contracts::SagaEvent],
         reason: String,
+        now: DateTime<Utc>,
     ) -> Result<(), ProcessError> {
-        let events: Vec<SagaEvent> = inbound.into_iter().collect();
-        store::append_events(&mut tx, saga, first_seq, &events).await?;
+        store::append_events(&mut tx, position.saga, position.next_event_seq, events, now).await?;
         let error = json!({ "reason": reason });
         let update = SagaUpdate {
             status: SagaStatus::Stuck,
-            next_event_seq: first_seq + events.len() as i64,
+            next_event_seq: position.next_event_seq + events.len() as i64,
             output: None,
             error: Some(&error),
         };
-        store::update_saga(&mut tx, saga, update).await?;
+        store::update_saga(&mut tx, position.saga, update).await?;
         tx.commit().await?;
-        tracing::error!(%saga, reason, "saga is stuck");
+        tracing::error!(saga = %position.saga, reason, "saga is stuck");
         Ok(())
     }
 
-    fn activity_command(
-        &self,
-        saga: SagaId,
-        step: StepSeq,
-        activity: &str,
-        input: &Value,
-    ) -> OutgoingMessage {
-        let attempt = 1;
-        let command = ActivityCommand {
-            saga_id: saga,
+    fn activity_command(&self, command: &ActivityCommand) -> OutgoingMessage {
+        let ActivityCommand {
+            saga_id,
             step,
-            activity: activity.to_owned(),
             attempt,
-            idempotency_key: IdempotencyKey::for_step(saga, step),
-            input: input.clone(),
-        };
+            ..
+        } = command;
         OutgoingMessage {
             exchange: String::new(),
-            routing_key: self.topology.activity_queue(activity),
-            message_id: format!("{saga}/{step}/{attempt}"),
+            routing_key: self.topology.activity_queue(&command.activity),
+            message_id: format!("{saga_id}/{step}/{attempt}"),
             message_type: headers::message_type::ACTIVITY_COMMAND.to_owned(),
             headers: vec![
-                (headers::SAGA_ID.to_owned(), saga.to_string()),
+                (headers::SAGA_ID.to_owned(), saga_id.to_string()),
                 (headers::STEP.to_owned(), step.to_string()),
                 (headers::ATTEMPT.to_owned(), attempt.to_string()),
                 (
@@ -139,23 +344,50 @@ impl Processor {
                     command.idempotency_key.to_string(),
                 ),
             ],
-            body: serde_json::to_vec(&command).expect("an ActivityCommand serializes"),
+            body: serde_json::to_vec(command).expect("an ActivityCommand serializes"),
         }
     }
 }
 
-/// The saga's status after `commands`, with its output or error if it ended.
-fn outcome(commands: &[Command]) -> (SagaStatus, Option<Value>, Option<Value>) {
-    for command in commands {
-        match command {
-            Command::CompleteSaga { output } => {
-                return (SagaStatus::Completed, Some(output.clone()), None)
-            }
-            Command::FailSaga { error } => {
-                return (SagaStatus::Failed, None, serde_json::to_value(error).ok())
-            }
-            Command::ScheduleActivity { .. } => {}
-        }
+/// How `fact` waits while its saga is stuck.
+fn parked(fact: &Fact) -> Option<ParkedFact> {
+    match fact {
+        Fact::ActivityResult {
+            step,
+            activity,
+            attempt,
+            outcome,
+        } => Some(ParkedFact::Result {
+            step: *step,
+            activity: activity.clone(),
+            attempt: *attempt,
+            outcome: outcome.clone(),
+        }),
+        Fact::TimerFired { key, attempt } => Some(ParkedFact::Timer {
+            key: key.to_string(),
+            attempt: *attempt,
+        }),
+        Fact::Resumed => None,
     }
-    (SagaStatus::Running, None, None)
+}
+
+/// The fact a parked one was; `None` for a timer key this version does not know.
+fn parked_fact(parked: ParkedFact) -> Option<Fact> {
+    Some(match parked {
+        ParkedFact::Result {
+            step,
+            activity,
+            attempt,
+            outcome,
+        } => Fact::ActivityResult {
+            step,
+            activity,
+            attempt,
+            outcome,
+        },
+        ParkedFact::Timer { key, attempt } => Fact::TimerFired {
+            key: key.parse().ok()?,
+            attempt,
+        },
+    })
 }

@@ -1,10 +1,15 @@
-//! The wiring that turns one inbound message into one committed transaction: a start message
-//! into a new saga (`start.rs`), an activity result into the saga's next steps (`result.rs`);
-//! both end in one commit (`advance.rs`). The message is acked only after the commit.
+//! The wiring that turns inbound messages and due timers into committed transactions. Every
+//! kind ends in the one path of `advance.rs`: a start message creates a saga (`start.rs`); an
+//! activity result (`result.rs`), a command the broker dead-lettered (`dead_letters.rs`), a due
+//! timer (`timer.rs`) and an operator's resume become facts of an existing saga. Heartbeats
+//! (`heartbeat.rs`) only move a timer. A message is settled only after its commit.
 
 mod advance;
+mod dead_letters;
+mod heartbeat;
 mod result;
 mod start;
+mod timer;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -13,23 +18,32 @@ use std::time::Duration;
 use futures::FutureExt;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use sagaflow_amqp::{Delivery, Publisher};
-use sagaflow_contracts::Topology;
+use sagaflow_contracts::{ActivityOptions, Topology};
+use sagaflow_engine::{panic_message, SagaRegistry};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
-use crate::engine::{panic_message, SagaCache, SagaRegistry};
+use crate::cache::SagaCache;
 
-/// Handles the messages of the start and results queues.
+pub(crate) use timer::fire_due_timers;
+
+/// Handles the messages of the orchestrator's queues and its due timers.
 pub struct Processor {
     pub(crate) pool: PgPool,
     pub(crate) registry: SagaRegistry,
     pub(crate) cache: SagaCache,
     pub(crate) topology: Topology,
-    /// Publishes dead letters (the outbox relay has its own channel).
+    /// Publishes dead letters and put-back starts (the outbox relay has its own channel).
     pub(crate) publisher: Publisher,
     /// Wakes the outbox relay after a commit that wrote outbox rows.
     pub(crate) outbox_ready: Arc<Notify>,
+    /// Wakes the timer claimer after a commit that armed timers.
+    pub(crate) timers_armed: Arc<Notify>,
     pub(crate) max_message_bytes: usize,
+    /// Retries and timeouts of steps whose code sets none.
+    pub(crate) defaults: ActivityOptions,
+    /// How long a start of an unknown saga type is put back before it is dead-lettered.
+    pub(crate) unknown_saga_type_grace: Duration,
 }
 
 /// What to do with a delivery once its transaction is over.
@@ -39,6 +53,9 @@ pub(crate) enum Disposition {
     Ack,
     /// It can never be processed; move it aside with the reason.
     DeadLetter(String),
+    /// Not now (a start of a saga type this replica does not know): publish it again at the
+    /// back of its queue after a pause, with these headers, then ack this copy.
+    PutBack(Vec<(String, String)>),
 }
 
 /// Which inbound queue a delivery came from.
@@ -46,7 +63,13 @@ pub(crate) enum Disposition {
 pub enum Inbound {
     Start,
     Results,
+    Heartbeats,
+    /// Copies of dead-lettered messages, watched for activity commands.
+    DeadLetters,
 }
+
+/// How long a start of an unknown saga type waits before it is put back.
+const PUT_BACK_PAUSE: Duration = Duration::from_secs(2);
 
 impl Processor {
     /// Processes `delivery` and settles it: ack after the commit, dead-letter if it can never be
@@ -55,34 +78,38 @@ impl Processor {
         let queue = match inbound {
             Inbound::Start => self.topology.start_queue(),
             Inbound::Results => self.topology.results_queue(),
+            Inbound::Heartbeats => self.topology.heartbeats_queue(),
+            Inbound::DeadLetters => self.topology.dead_letter_watch_queue(),
         };
-        let disposition = if delivery.data.len() > self.max_message_bytes {
-            Ok(Disposition::DeadLetter(format!(
-                "message of {} bytes exceeds the limit of {} bytes",
-                delivery.data.len(),
-                self.max_message_bytes
-            )))
-        } else {
-            let processing = match inbound {
-                Inbound::Start => self.start_saga(&delivery).boxed(),
-                Inbound::Results => self.record_result(&delivery).boxed(),
-            };
-            // A bug of ours must not leave the message unacked forever, nor crash-loop every
-            // replica it is redelivered to: set it aside with the panic as the reason.
-            AssertUnwindSafe(processing)
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|panic| {
-                    Ok(Disposition::DeadLetter(format!(
-                        "the orchestrator panicked while processing it: {}",
-                        panic_message(&*panic)
-                    )))
-                })
+        let processing = match inbound {
+            Inbound::Start => self.start_saga(&delivery).boxed(),
+            Inbound::Results => self.record_result(&delivery).boxed(),
+            Inbound::Heartbeats => self.record_heartbeat(&delivery).boxed(),
+            Inbound::DeadLetters => self.notice_dead_letter(&delivery).boxed(),
         };
+        // A bug of ours must not leave the message unacked forever, nor crash-loop every
+        // replica it is redelivered to: set it aside with the panic as the reason.
+        let disposition = AssertUnwindSafe(processing)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                Ok(Disposition::DeadLetter(format!(
+                    "the orchestrator panicked while processing it: {}",
+                    panic_message(&*panic)
+                )))
+            });
         let disposition = disposition.or_else(|error| match error.permanent_reason() {
             Some(reason) => Ok(Disposition::DeadLetter(reason)),
             None => Err(error),
         });
+        let disposition = match (inbound, disposition) {
+            // Never dead-letter a dead letter: it would come round again.
+            (Inbound::DeadLetters, Ok(Disposition::DeadLetter(reason))) => {
+                tracing::debug!(reason, "dead letter not about a current attempt; ignored");
+                Ok(Disposition::Ack)
+            }
+            (_, other) => other,
+        };
         let settled = match disposition {
             Ok(Disposition::Ack) => delivery.ack(BasicAckOptions::default()).await,
             Ok(Disposition::DeadLetter(reason)) => {
@@ -95,6 +122,7 @@ impl Processor {
                 )
                 .await
             }
+            Ok(Disposition::PutBack(headers)) => self.put_back(&delivery, &queue, headers).await,
             Err(error) => {
                 tracing::error!(%error, queue, "processing failed; the message goes back to the queue");
                 // Give a failing database a moment before the message comes round again.
@@ -112,9 +140,49 @@ impl Processor {
             tracing::warn!(%error, queue, "could not settle a delivery");
         }
     }
+
+    /// Publishes a copy of `delivery` at the back of `queue` after a pause, then acks it. A
+    /// crash in between leaves two copies; starts are idempotent by their start key.
+    async fn put_back(
+        &self,
+        delivery: &Delivery,
+        queue: &str,
+        headers: Vec<(String, String)>,
+    ) -> Result<(), lapin::Error> {
+        tokio::time::sleep(PUT_BACK_PAUSE).await;
+        let props = &delivery.properties;
+        let copy = sagaflow_amqp::OutgoingMessage {
+            exchange: String::new(),
+            routing_key: queue.to_owned(),
+            message_id: props
+                .message_id()
+                .as_ref()
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            message_type: props
+                .kind()
+                .as_ref()
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            headers,
+            body: delivery.data.clone(),
+        };
+        match self.publisher.publish_confirmed(&copy).await {
+            Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+            Err(error) => {
+                tracing::warn!(%error, "could not put the start back; it is redelivered instead");
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await
+            }
+        }
+    }
 }
 
-/// Why processing a message failed; it is retried unless the failure is permanent.
+/// Why processing failed; it is retried unless the failure is permanent.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ProcessError {
     #[error("database: {0}")]
@@ -127,7 +195,7 @@ pub(crate) enum ProcessError {
 impl ProcessError {
     /// Why the message can never be processed, if that is so: PostgreSQL refused its data
     /// (SQLSTATE class 22, e.g. a NUL character in JSON) or it exceeds a limit (class 54).
-    fn permanent_reason(&self) -> Option<String> {
+    pub(crate) fn permanent_reason(&self) -> Option<String> {
         let ProcessError::Database(sqlx::Error::Database(db)) = self else {
             return None;
         };
@@ -139,4 +207,14 @@ impl ProcessError {
             )
         })
     }
+}
+
+/// At most `max` bytes of `text` (cut on a character boundary), for messages that quote what a
+/// peer sent.
+pub(crate) fn truncated(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }

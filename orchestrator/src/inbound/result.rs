@@ -1,30 +1,54 @@
-use sagaflow_amqp::Delivery;
-use sagaflow_contracts::{ActivityOutcome, ActivityResult, SagaEvent, SagaStatus};
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
+use sagaflow_amqp::{header, Delivery};
+use sagaflow_contracts::{
+    error_kinds, headers, ActivityError, ActivityOutcome, ActivityResult, SagaId, StepSeq,
+};
+use sagaflow_engine::Fact;
 use tracing::Instrument;
 
 use super::{Disposition, ProcessError, Processor};
-use crate::engine::{CachedSaga, ReplayError, SagaRun};
-use crate::store;
+
+/// How much of a rejected result's reason is kept in the saga's history.
+const MAX_REASON_BYTES: usize = 500;
 
 impl Processor {
-    /// An activity result: recorded in the saga's history, then the saga advances.
+    /// An activity result: a fact for its saga. A result that cannot be read or recorded but
+    /// whose headers name its attempt fails that attempt with kind `ResultRejected`, so the
+    /// saga never waits for an answer that was dead-lettered.
     pub(crate) async fn record_result(
         &self,
         delivery: &Delivery,
     ) -> Result<Disposition, ProcessError> {
-        let result: ActivityResult = match serde_json::from_slice(&delivery.data) {
+        let decoded = if delivery.data.len() > self.max_message_bytes {
+            Err(format!(
+                "the result of {} bytes exceeds the orchestrator's limit of {} bytes (SAGAFLOW_MAX_MESSAGE_BYTES)",
+                delivery.data.len(),
+                self.max_message_bytes
+            ))
+        } else {
+            serde_json::from_slice::<ActivityResult>(&delivery.data)
+                .map_err(|e| format!("not an ActivityResult message: {e}"))
+        };
+        let result = match decoded {
             Ok(result) => result,
-            Err(e) => {
-                return Ok(Disposition::DeadLetter(format!(
-                    "not an ActivityResult message: {e}"
-                )))
-            }
+            Err(reason) => match attempt_from_headers(delivery) {
+                Some((saga_id, step, attempt)) => ActivityResult {
+                    saga_id,
+                    step,
+                    activity: String::new(),
+                    attempt,
+                    outcome: rejected(&reason),
+                },
+                None => return Ok(Disposition::DeadLetter(reason)),
+            },
         };
         let span = tracing::info_span!(
             "record_result",
             saga_id = %result.saga_id,
             step = %result.step,
-            activity = %result.activity,
+            attempt = result.attempt,
         );
         self.advance_with_result(result).instrument(span).await
     }
@@ -33,137 +57,55 @@ impl Processor {
         &self,
         result: ActivityResult,
     ) -> Result<Disposition, ProcessError> {
-        let mut tx = self.pool.begin().await?;
-        let Some(saga) = store::lock_saga(&mut tx, result.saga_id).await? else {
-            return Ok(Disposition::DeadLetter(format!(
-                "no saga {} exists",
-                result.saga_id
-            )));
+        let fact = |outcome| Fact::ActivityResult {
+            step: result.step,
+            activity: Some(result.activity.clone()).filter(|a| !a.is_empty()),
+            attempt: result.attempt,
+            outcome,
         };
-        match saga.status {
-            SagaStatus::Running => {}
-            SagaStatus::Stuck => return self.keep_for_resume(tx, &saga, &result).await,
-            SagaStatus::Completed | SagaStatus::Failed => {
-                tracing::info!(status = %saga.status, "result for a saga that has ended; ignored");
-                return Ok(Disposition::Ack);
-            }
-        }
-        let cached = self
-            .cache
-            .take(saga.id)
-            .filter(|cached| cached.next_event_seq == saga.next_event_seq);
-        let mut run = match cached {
-            Some(CachedSaga { run, .. }) => run,
-            None => {
-                let history = store::load_events(&mut *tx, saga.id).await?;
-                match SagaRun::replay(&self.registry, saga.id, &history) {
-                    Ok((run, _)) => run,
-                    Err(ReplayError::UnknownSagaType(saga_type)) => {
-                        return Err(ProcessError::UnknownSagaType(saga_type))
-                    }
-                    Err(error) => {
-                        let inbound =
-                            (!has_result(&history, &result)).then(|| result_event(&result));
-                        self.park(tx, saga.id, saga.next_event_seq, inbound, error.to_string())
-                            .await?;
-                        return Ok(Disposition::Ack);
-                    }
-                }
-            }
-        };
-
-        match run.scheduled_activity(result.step) {
-            None => {
-                return Ok(Disposition::DeadLetter(format!(
-                    "saga {} has no step {}",
-                    saga.id, result.step
-                )))
-            }
-            Some(activity) if activity != result.activity => {
-                return Ok(Disposition::DeadLetter(format!(
-                    "step {} of saga {} runs {activity:?}, not {:?}",
-                    result.step, saga.id, result.activity
-                )))
-            }
-            Some(_) => {}
-        }
-        if run.has_result(result.step) {
-            tracing::debug!("duplicate result; the step is already resolved");
-            self.cache.put(
-                saga.id,
-                CachedSaga {
-                    run,
-                    next_event_seq: saga.next_event_seq,
-                },
-            );
-            return Ok(Disposition::Ack);
-        }
-
-        let event = result_event(&result);
-        let advanced = run.on_result(
-            result.step,
-            match result.outcome {
-                ActivityOutcome::Completed { output } => Ok(output),
-                ActivityOutcome::Failed { error } => Err(error),
+        let first =
+            AssertUnwindSafe(self.advance(result.saga_id, fact(result.outcome.clone()), None))
+                .catch_unwind()
+                .await;
+        let reason = match first {
+            Ok(Err(error)) => match error.permanent_reason() {
+                Some(reason) => reason,
+                None => return Err(error),
             },
-        );
-        self.commit_advance(tx, saga.id, saga.next_event_seq, event, run, advanced)
-            .await?;
-        Ok(Disposition::Ack)
-    }
-}
-
-impl Processor {
-    /// A stuck saga does not advance, but its results are kept in its history, so that nothing
-    /// is lost when its code is fixed and it is replayed.
-    async fn keep_for_resume(
-        &self,
-        mut tx: store::Tx,
-        saga: &store::SagaRow,
-        result: &ActivityResult,
-    ) -> Result<Disposition, ProcessError> {
-        let history = store::load_events(&mut *tx, saga.id).await?;
-        let resolved = has_result(&history, result);
-        if !resolved {
-            store::append_events(
-                &mut tx,
-                saga.id,
-                saga.next_event_seq,
-                &[result_event(result)],
-            )
-            .await?;
-            let update = store::SagaUpdate {
-                status: SagaStatus::Stuck,
-                next_event_seq: saga.next_event_seq + 1,
-                output: None,
-                error: saga.error.as_ref(),
-            };
-            store::update_saga(&mut tx, saga.id, update).await?;
-            tx.commit().await?;
-            tracing::warn!("result kept in the history of a stuck saga");
+            Ok(done) => return done,
+            Err(panic) => format!(
+                "the orchestrator panicked while recording it: {}",
+                sagaflow_engine::panic_message(&*panic)
+            ),
+        };
+        if matches!(&result.outcome, ActivityOutcome::Failed { error } if error.kind == error_kinds::RESULT_REJECTED)
+        {
+            return Ok(Disposition::DeadLetter(reason));
         }
-        Ok(Disposition::Ack)
+        tracing::warn!(
+            reason,
+            "the result cannot be recorded; failing its attempt instead"
+        );
+        self.advance(result.saga_id, fact(rejected(&reason)), None)
+            .await
     }
 }
 
-/// Whether `history` already records a result for the step of `result`.
-fn has_result(history: &[SagaEvent], result: &ActivityResult) -> bool {
-    history.iter().any(|event| {
-        matches!(event,
-            SagaEvent::ActivityCompleted { step, .. } | SagaEvent::ActivityFailed { step, .. }
-                if *step == result.step)
-    })
+/// The attempt a message is about, from the headers the orchestrator and the SDK set.
+pub(crate) fn attempt_from_headers(delivery: &Delivery) -> Option<(SagaId, StepSeq, u32)> {
+    let saga_id = header(delivery, headers::SAGA_ID)?.parse().ok()?;
+    let step = StepSeq(header(delivery, headers::STEP)?.parse().ok()?);
+    let attempt = header(delivery, headers::ATTEMPT)?.parse().ok()?;
+    Some((saga_id, step, attempt))
 }
 
-fn result_event(result: &ActivityResult) -> SagaEvent {
-    match &result.outcome {
-        ActivityOutcome::Completed { output } => SagaEvent::ActivityCompleted {
-            step: result.step,
-            output: output.clone(),
-        },
-        ActivityOutcome::Failed { error } => SagaEvent::ActivityFailed {
-            step: result.step,
-            error: error.clone(),
-        },
+/// A failed outcome saying why a result could not be recorded.
+fn rejected(reason: &str) -> ActivityOutcome {
+    let mut end = reason.len().min(MAX_REASON_BYTES);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    ActivityOutcome::Failed {
+        error: ActivityError::permanent(error_kinds::RESULT_REJECTED, &reason[..end]),
     }
 }

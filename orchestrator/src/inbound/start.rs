@@ -1,9 +1,13 @@
+use std::time::Duration;
+
+use chrono::Utc;
 use sagaflow_amqp::Delivery;
-use sagaflow_contracts::{SagaEvent, SagaId, StartSaga};
+use sagaflow_contracts::{headers, SagaId, SagaStatus, StartSaga};
+use sagaflow_engine::{SagaDefinition, SagaRun};
 use tracing::Instrument;
 
-use super::{Disposition, ProcessError, Processor};
-use crate::engine::{SagaDefinition, SagaRun};
+use super::advance::Position;
+use super::{truncated, Disposition, ProcessError, Processor};
 use crate::store::{self, NewSaga};
 
 /// Longer keys do not fit PostgreSQL's unique index.
@@ -15,6 +19,13 @@ impl Processor {
         &self,
         delivery: &Delivery,
     ) -> Result<Disposition, ProcessError> {
+        if delivery.data.len() > self.max_message_bytes {
+            return Ok(Disposition::DeadLetter(format!(
+                "message of {} bytes exceeds the limit of {} bytes",
+                delivery.data.len(),
+                self.max_message_bytes
+            )));
+        }
         let start: StartSaga = match serde_json::from_slice(&delivery.data) {
             Ok(start) => start,
             Err(e) => {
@@ -24,11 +35,7 @@ impl Processor {
             }
         };
         let Some(definition) = self.registry.get(&start.saga_type) else {
-            return Ok(Disposition::DeadLetter(format!(
-                "unknown saga type {:?}; registered: {:?}",
-                start.saga_type,
-                self.registry.names()
-            )));
+            return Ok(self.unknown_saga_type(delivery, &start.saga_type));
         };
         if let Err(e) = definition.check_input(&start.input) {
             return Ok(Disposition::DeadLetter(e.to_string()));
@@ -63,6 +70,45 @@ impl Processor {
             .await
     }
 
+    /// A start of a saga type this replica does not know: during a rolling deploy another
+    /// replica may know it, so it is put back (with the time it was first seen) until the
+    /// grace period is over, then dead-lettered.
+    fn unknown_saga_type(&self, delivery: &Delivery, saga_type: &str) -> Disposition {
+        let now = Utc::now().timestamp_millis();
+        let first_seen = sagaflow_amqp::header(delivery, headers::FIRST_SEEN_MS)
+            .and_then(|ms| ms.parse::<i64>().ok())
+            .filter(|ms| *ms <= now)
+            .unwrap_or(now);
+        let waited = Duration::from_millis(u64::try_from(now - first_seen).unwrap_or(0));
+        let put_backs = sagaflow_amqp::header(delivery, headers::PUT_BACKS)
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        let mut registered = self.registry.names().join(", ");
+        registered.truncate(200);
+        if waited >= self.unknown_saga_type_grace {
+            return Disposition::DeadLetter(format!(
+                "unknown saga type {:?} (registered: {registered}); no replica took it within {} s",
+                truncated(saga_type, 100),
+                self.unknown_saga_type_grace.as_secs()
+            ));
+        }
+        tracing::warn!(
+            saga_type = truncated(saga_type, 100),
+            put_backs,
+            "start of a saga type this replica does not know; putting it back for another replica"
+        );
+        let mut copied = vec![
+            (headers::FIRST_SEEN_MS.to_owned(), first_seen.to_string()),
+            (headers::PUT_BACKS.to_owned(), (put_backs + 1).to_string()),
+        ];
+        for name in [headers::TRACEPARENT, headers::TRACESTATE] {
+            if let Some(value) = sagaflow_amqp::header(delivery, name).filter(|v| v.len() <= 512) {
+                copied.push((name.to_owned(), value));
+            }
+        }
+        Disposition::PutBack(copied)
+    }
+
     async fn insert_and_start(
         &self,
         saga_id: SagaId,
@@ -70,6 +116,7 @@ impl Processor {
         start_key: String,
         definition: &SagaDefinition,
     ) -> Result<Disposition, ProcessError> {
+        let now = Utc::now();
         let mut tx = self.pool.begin().await?;
         let new_saga = NewSaga {
             id: saga_id,
@@ -84,17 +131,23 @@ impl Processor {
             );
             return Ok(Disposition::Ack);
         }
-        let mut run = match SagaRun::start(definition, saga_id, start.input.clone()) {
-            Ok(run) => run,
+        let (run, activation) = match SagaRun::start(
+            definition,
+            saga_id,
+            start.input,
+            Some(start_key),
+            now,
+            self.defaults.clone(),
+        ) {
+            Ok(started) => started,
             Err(e) => return Ok(Disposition::DeadLetter(e.to_string())),
         };
-        let started = SagaEvent::SagaStarted {
-            saga_type: start.saga_type,
-            input: start.input,
-            start_key: Some(start_key),
+        let position = Position {
+            saga: saga_id,
+            next_event_seq: 0,
+            status: SagaStatus::Running,
         };
-        let advanced = run.advance();
-        self.commit_advance(tx, saga_id, 0, started, run, advanced)
+        self.commit(tx, &position, activation, run, None, now)
             .await?;
         Ok(Disposition::Ack)
     }

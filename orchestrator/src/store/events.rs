@@ -1,15 +1,18 @@
-use sagaflow_contracts::{SagaEvent, SagaId};
+use chrono::{DateTime, Utc};
+use sagaflow_contracts::{HistoryEvent, SagaEvent, SagaId};
 use sqlx::PgExecutor;
 
 use super::Tx;
 
-/// Appends `events` to the saga's history from position `first_seq` on. Appending at a position
-/// that is taken fails on the primary key: the history is never forked.
+/// Appends `events` to the saga's history from position `first_seq` on, recorded `at` (the
+/// orchestrator's clock, which `ctx.now()` replays). Appending at a position that is taken
+/// fails on the primary key: the history is never forked.
 pub async fn append_events(
     tx: &mut Tx,
     saga: SagaId,
     first_seq: i64,
     events: &[SagaEvent],
+    at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     if events.is_empty() {
         return Ok(());
@@ -23,28 +26,26 @@ pub async fn append_events(
         bodies.push(serde_json::to_value(event).map_err(|e| sqlx::Error::Encode(e.into()))?);
     }
     sqlx::query(
-        "INSERT INTO saga_events (saga_id, seq, kind, event)
-         SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::jsonb[])",
+        "INSERT INTO saga_events (saga_id, seq, kind, event, recorded_at)
+         SELECT $1, seq, kind, event, $5
+         FROM UNNEST($2::bigint[], $3::text[], $4::jsonb[]) AS e(seq, kind, event)",
     )
     .bind(saga.0)
     .bind(&seqs)
     .bind(&kinds)
     .bind(&bodies)
+    .bind(at)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-/// The saga's history in order, with each event's seq and time.
+/// The saga's history in order, with each event's seq and time: what replay runs against.
 pub async fn load_history(
     db: impl PgExecutor<'_>,
     saga: SagaId,
-) -> Result<Vec<(i64, chrono::DateTime<chrono::Utc>, SagaEvent)>, sqlx::Error> {
-    let rows: Vec<(
-        i64,
-        chrono::DateTime<chrono::Utc>,
-        sqlx::types::Json<SagaEvent>,
-    )> = sqlx::query_as(
+) -> Result<Vec<HistoryEvent>, sqlx::Error> {
+    let rows: Vec<(i64, DateTime<Utc>, sqlx::types::Json<SagaEvent>)> = sqlx::query_as(
         "SELECT seq, recorded_at, event FROM saga_events WHERE saga_id = $1 ORDER BY seq",
     )
     .bind(saga.0)
@@ -52,19 +53,10 @@ pub async fn load_history(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(seq, at, event)| (seq, at, event.0))
+        .map(|(seq, at, event)| HistoryEvent {
+            seq,
+            at,
+            event: event.0,
+        })
         .collect())
-}
-
-/// The saga's events in order, for replay.
-pub async fn load_events(
-    db: impl PgExecutor<'_>,
-    saga: SagaId,
-) -> Result<Vec<SagaEvent>, sqlx::Error> {
-    let events: Vec<sqlx::types::Json<SagaEvent>> =
-        sqlx::query_scalar("SELECT event FROM saga_events WHERE saga_id = $1 ORDER BY seq")
-            .bind(saga.0)
-            .fetch_all(db)
-            .await?;
-    Ok(events.into_iter().map(|event| event.0).collect())
 }

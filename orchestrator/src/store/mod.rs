@@ -1,17 +1,26 @@
-//! PostgreSQL: sagas, their append-only event histories, and the transactional outbox.
+//! PostgreSQL: sagas, their append-only event histories, the transactional outbox, durable
+//! timers, heartbeats, and the facts parked while a saga is stuck.
 //!
 //! Plain SQL with binds. Every function that changes state takes the caller's transaction, so
 //! one inbound message becomes exactly one commit.
 
 mod events;
 mod outbox;
+mod parked;
 mod sagas;
+mod timers;
 
-pub use events::{append_events, load_events, load_history};
+pub use events::{append_events, load_history};
 pub use outbox::{claim_outbox_batch, delete_outbox_rows, enqueue_outbox, outbox_len, OutboxRow};
+pub use parked::{park_fact, take_parked_facts, ParkedFact};
 pub use sagas::{
     find_saga_by_start_key, get_saga, insert_saga, list_sagas, lock_saga, update_saga, NewSaga,
     SagaRow, SagaUpdate,
+};
+pub use timers::{
+    arm_timer, cancel_all_timers, cancel_step_timers, delete_timer, due_timers,
+    last_heartbeat_details, lock_due_timer, next_fire_at, record_heartbeat, request_resume,
+    request_resume_all_stuck, TimerRow,
 };
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

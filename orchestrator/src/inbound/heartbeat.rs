@@ -1,0 +1,54 @@
+use chrono::Utc;
+use sagaflow_amqp::Delivery;
+use sagaflow_contracts::ActivityHeartbeat;
+
+use super::{Disposition, ProcessError, Processor};
+use crate::store;
+
+/// Heartbeat details larger than this are not kept (the heartbeat still counts).
+const MAX_DETAILS_BYTES: usize = 8 * 1024;
+
+impl Processor {
+    /// A heartbeat: moves the attempt's heartbeat timeout and keeps its details for a later
+    /// attempt. It does not touch the saga's history or run.
+    pub(crate) async fn record_heartbeat(
+        &self,
+        delivery: &Delivery,
+    ) -> Result<Disposition, ProcessError> {
+        if delivery.data.len() > self.max_message_bytes {
+            return Ok(Disposition::DeadLetter(format!(
+                "message of {} bytes exceeds the limit of {} bytes",
+                delivery.data.len(),
+                self.max_message_bytes
+            )));
+        }
+        let heartbeat: ActivityHeartbeat = match serde_json::from_slice(&delivery.data) {
+            Ok(heartbeat) => heartbeat,
+            Err(e) => {
+                return Ok(Disposition::DeadLetter(format!(
+                    "not an ActivityHeartbeat message: {e}"
+                )))
+            }
+        };
+        let details = heartbeat.details.as_ref().filter(|details| {
+            let small = serde_json::to_vec(details).map_or(0, |d| d.len()) <= MAX_DETAILS_BYTES;
+            if !small {
+                tracing::warn!(saga_id = %heartbeat.saga_id, step = %heartbeat.step, "heartbeat details over {MAX_DETAILS_BYTES} bytes are not kept");
+            }
+            small
+        });
+        let mut tx = self.pool.begin().await?;
+        let timed = store::record_heartbeat(
+            &mut tx,
+            heartbeat.saga_id,
+            heartbeat.step,
+            heartbeat.attempt,
+            details,
+            Utc::now(),
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::debug!(saga_id = %heartbeat.saga_id, step = %heartbeat.step, attempt = heartbeat.attempt, timed, "heartbeat");
+        Ok(Disposition::Ack)
+    }
+}
