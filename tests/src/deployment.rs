@@ -10,7 +10,7 @@ use sagaflow_amqp::{declare_core, OutgoingMessage, Publisher, QueueType};
 use sagaflow_contracts::{headers, payments, StartSaga, Topology};
 use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::{wait_until, Bin, Service};
+use crate::{wait_until, Bin, RawActivity, Service};
 
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -30,6 +30,17 @@ pub struct Deployment {
     database: String,
     log_dir: PathBuf,
     spawned: usize,
+    /// Activity queues declared by raw activity services, deleted with the deployment.
+    raw_queues: Vec<String>,
+}
+
+/// One event of a saga's history as stored.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub seq: i64,
+    pub kind: String,
+    pub event: serde_json::Value,
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 /// A message taken from the dead-letter queue.
@@ -100,7 +111,112 @@ impl Deployment {
             database,
             log_dir,
             spawned: 0,
+            raw_queues: Vec::new(),
         }
+    }
+
+    /// An activity service for `activity` that the test drives by hand (see [`RawActivity`]).
+    pub async fn raw_activity(&mut self, activity: &str) -> RawActivity {
+        self.raw_queues.push(self.topology.activity_queue(activity));
+        RawActivity::start(&self.amqp, &self.topology, activity).await
+    }
+
+    /// Publishes a start of `saga_type` with `input` and `start_key`.
+    pub async fn start_saga(&self, saga_type: &str, input: serde_json::Value, start_key: &str) {
+        self.publish_start(&StartSaga {
+            saga_type: saga_type.to_owned(),
+            input,
+            start_key: Some(start_key.to_owned()),
+        })
+        .await;
+    }
+
+    /// Runs the `sagaflow` CLI with `args` against this deployment and returns its output;
+    /// fails the test if it does not exit within a minute.
+    pub async fn run_cli(&self, args: &[&str]) -> std::process::Output {
+        let mut command = tokio::process::Command::new(Bin::Cli.path());
+        command.args(args).envs(self.env()).kill_on_drop(true);
+        tokio::time::timeout(Duration::from_secs(60), command.output())
+            .await
+            .expect("the CLI exits within a minute")
+            .expect("the CLI runs")
+    }
+
+    /// The id and status of the saga of any type started with `start_key`.
+    pub async fn saga_by_key(&self, start_key: &str) -> Option<(uuid::Uuid, String)> {
+        sqlx::query_as("SELECT id, status FROM sagas WHERE start_key = $1")
+            .bind(start_key)
+            .fetch_optional(&self.db)
+            .await
+            .expect("sagas can be queried")
+    }
+
+    /// Waits until the saga of any type started with `start_key` has `status`.
+    pub async fn wait_for_status(
+        &self,
+        start_key: &str,
+        status: &str,
+        timeout: Duration,
+    ) -> uuid::Uuid {
+        wait_until(
+            &format!(
+                "saga {start_key} is {status} (logs: {})",
+                self.log_dir.display()
+            ),
+            timeout,
+            || async {
+                self.saga_by_key(start_key)
+                    .await
+                    .filter(|(_, s)| s == status)
+                    .map(|(id, _)| id)
+            },
+        )
+        .await
+    }
+
+    /// The saga's history, in order.
+    pub async fn history(&self, saga: uuid::Uuid) -> Vec<Recorded> {
+        let rows: Vec<(
+            i64,
+            String,
+            serde_json::Value,
+            chrono::DateTime<chrono::Utc>,
+        )> = sqlx::query_as(
+            "SELECT seq, kind, event, recorded_at FROM saga_events WHERE saga_id = $1 ORDER BY seq",
+        )
+        .bind(saga)
+        .fetch_all(&self.db)
+        .await
+        .expect("events can be queried");
+        rows.into_iter()
+            .map(|(seq, kind, event, at)| Recorded {
+                seq,
+                kind,
+                event,
+                at,
+            })
+            .collect()
+    }
+
+    /// Waits until the saga's history has an event of `kind`; returns the history.
+    pub async fn wait_for_event(
+        &self,
+        saga: uuid::Uuid,
+        kind: &str,
+        timeout: Duration,
+    ) -> Vec<Recorded> {
+        wait_until(
+            &format!(
+                "saga {saga} records {kind} (logs: {})",
+                self.log_dir.display()
+            ),
+            timeout,
+            || async {
+                let history = self.history(saga).await;
+                history.iter().any(|e| e.kind == kind).then_some(history)
+            },
+        )
+        .await
     }
 
     /// The environment every process of this deployment runs with.
@@ -258,15 +374,18 @@ impl Deployment {
 
 impl Drop for Deployment {
     fn drop(&mut self) {
-        let queues = [
+        let mut queues = vec![
             self.topology.start_queue(),
             self.topology.results_queue(),
+            self.topology.heartbeats_queue(),
             self.topology.dead_letter_queue(),
+            self.topology.dead_letter_watch_queue(),
             self.topology
                 .activity_queue(payments::VALIDATE_PAYMENT_INFO),
             self.topology.activity_queue(payments::CHARGE_CUSTOMER),
             self.topology.activity_queue(payments::SEND_RECEIPT),
         ];
+        queues.append(&mut self.raw_queues);
         let exchange = self.topology.dead_letter_exchange();
         let amqp_url = self.amqp_url.clone();
         let admin_url = self.admin_database_url.clone();

@@ -6,8 +6,11 @@
 
 mod deployment;
 mod process;
+mod raw_activity;
+pub mod test_sagas;
 mod wait;
 
-pub use deployment::{payment, DeadLetter, Deployment};
+pub use deployment::{payment, DeadLetter, Deployment, Recorded};
 pub use process::{Bin, Service};
+pub use raw_activity::{RawActivity, RawCommand};
 pub use wait::wait_until;

@@ -6,6 +6,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bin {
     Orchestrator,
+    /// The orchestrator with the tests' own sagas too (`test_sagas`).
+    TestOrchestrator,
+    /// The `sagaflow` command line.
+    Cli,
     PaymentValidator,
     Charger,
     ReceiptSender,
@@ -15,6 +19,8 @@ impl Bin {
     pub fn name(self) -> &'static str {
         match self {
             Bin::Orchestrator => "orchestrator",
+            Bin::TestOrchestrator => "test-orchestrator",
+            Bin::Cli => "sagaflow",
             Bin::PaymentValidator => "payment-validator",
             Bin::Charger => "charger",
             Bin::ReceiptSender => "receipt-sender",
