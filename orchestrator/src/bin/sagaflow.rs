@@ -269,7 +269,10 @@ async fn print_saga(pool: &PgPool, saga: &SagaRow) -> anyhow::Result<()> {
     for HistoryEvent { seq, at, event } in store::load_history(pool, saga.id).await? {
         let mut body = serde_json::to_value(&event)?;
         if let Some(map) = body.as_object_mut() {
-            map.remove("type");
+            // The retry policy and input hash of each step are in `show --json`.
+            for noise in ["type", "options", "input_hash"] {
+                map.remove(noise);
+            }
         }
         println!(
             "  {seq:>3}  {}  {:<21} {body}",
