@@ -44,20 +44,36 @@ fn payment_with_retries() -> Harness {
     saga
 }
 
+fn payment_with_a_pause() -> Harness {
+    let mut saga = Harness::start(registry(), "PaymentWithAPause", order_json());
+    saga.complete(1, 1, json!({"masked_card": "****4242"}));
+    saga.complete(2, 1, charge_json());
+    saga.advance_clock(std::time::Duration::from_secs(86_400));
+    saga.fire(TimerKey::Sleep(sagaflow_contracts::TimerSeq(1)), 0);
+    saga.complete(3, 1, receipt_json());
+    saga
+}
+
 #[test]
 fn the_recorded_histories_are_what_the_sagas_write_today() {
     assert_recorded(
         "process_payment_with_a_retry.json",
         &payment_with_retries().history,
     );
+    assert_recorded("payment_with_a_pause.json", &payment_with_a_pause().history);
 }
 
 #[test]
 fn replaying_a_recorded_history_rebuilds_the_finished_saga() {
-    let history = recorded("process_payment_with_a_retry.json");
-    let replayed = SagaRun::replay(&registry(), SAGA, &history, defaults(), t0()).unwrap();
-    assert!(replayed.run.is_finished());
-    assert!(replayed.continuation.is_empty());
+    for name in [
+        "process_payment_with_a_retry.json",
+        "payment_with_a_pause.json",
+    ] {
+        let history = recorded(name);
+        let replayed = SagaRun::replay(&registry(), SAGA, &history, defaults(), t0()).unwrap();
+        assert!(replayed.run.is_finished(), "{name}");
+        assert!(replayed.continuation.is_empty(), "{name}");
+    }
 }
 
 #[test]
