@@ -6,11 +6,13 @@
 //! JSON Schemas generated from these types live in `contracts/schema/` so that services written in
 //! any language can take part. This crate does no I/O.
 
+pub mod decode;
 mod events;
 pub mod headers;
 mod ids;
 mod messages;
 pub mod payments;
+pub mod reason;
 pub mod schema;
 mod topology;
 
