@@ -1,20 +1,40 @@
 //! Deciding whether a delivery on an activity queue is a command this worker can run.
 
-use sagaflow_contracts::ActivityCommand;
+use sagaflow_contracts::decode::{self, DecodeError};
+use sagaflow_contracts::{reason, ActivityCommand};
 
-/// Why a delivery is dead-lettered instead of run. Its `Display` is the dead-letter reason.
+/// The longest activity name quoted in a [`Rejection::WrongActivity`] reason, in bytes.
+const MAX_QUOTED_ACTIVITY_BYTES: usize = 128;
+
+/// Why a delivery is dead-lettered instead of run. Its `Display` is the dead-letter reason, at
+/// most a few hundred bytes whatever the message holds.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Rejection {
+    /// Its properties cannot be accepted ([`sagaflow_amqp::check_properties`]).
+    #[error("{0}")]
+    Properties(String),
     #[error(
         "message of {size} bytes exceeds the limit of {max} bytes (SAGAFLOW_MAX_MESSAGE_BYTES)"
     )]
     TooLarge { size: usize, max: usize },
-    #[error("message body is not JSON: {0}")]
-    NotJson(#[source] serde_json::Error),
-    #[error("message body is not an ActivityCommand: {0}")]
-    NotACommand(#[source] serde_json::Error),
+    #[error("message body is not JSON: {}", .0.detail)]
+    NotJson(DecodeError),
+    #[error("message body is not an ActivityCommand: {}", .0.detail)]
+    NotACommand(DecodeError),
+    /// `found` is cut to [`MAX_QUOTED_ACTIVITY_BYTES`].
     #[error("command for activity {found:?} arrived on the queue of activity {expected:?}")]
     WrongActivity { expected: String, found: String },
+}
+
+/// The command in a delivery with `properties` and `body`, taken from the queue of `activity`.
+pub(crate) fn check_delivery(
+    properties: &lapin::BasicProperties,
+    body: &[u8],
+    activity: &str,
+    max_message_bytes: usize,
+) -> Result<ActivityCommand, Rejection> {
+    sagaflow_amqp::check_properties(properties).map_err(Rejection::Properties)?;
+    parse_command(body, activity, max_message_bytes)
 }
 
 /// The command in `body`, taken from the queue of `activity`.
@@ -29,17 +49,14 @@ pub(crate) fn parse_command(
             max: max_message_bytes,
         });
     }
-    let command: ActivityCommand = serde_json::from_slice(body).map_err(|e| {
-        if e.is_data() {
-            Rejection::NotACommand(e)
-        } else {
-            Rejection::NotJson(e)
-        }
+    let command = decode::activity_command(body).map_err(|e| match e.is_json {
+        true => Rejection::NotACommand(e),
+        false => Rejection::NotJson(e),
     })?;
     if command.activity != activity {
         return Err(Rejection::WrongActivity {
             expected: activity.to_owned(),
-            found: command.activity,
+            found: reason::truncate(&command.activity, MAX_QUOTED_ACTIVITY_BYTES).into_owned(),
         });
     }
     Ok(command)
@@ -97,6 +114,32 @@ mod tests {
         assert!(matches!(error, Rejection::NotACommand(_)), "{error}");
         let error = parse_command(b"[1, 2]", "Charge", 10_000).unwrap_err();
         assert!(matches!(error, Rejection::NotACommand(_)), "{error}");
+    }
+
+    #[test]
+    fn a_huge_activity_name_is_quoted_cut_short() {
+        let error = parse_command(&command(&"R".repeat(100_000)), "Charge", 1 << 20).unwrap_err();
+        let reason = error.to_string();
+        assert!(reason.len() < 250, "{}", reason.len());
+        assert!(reason.contains(reason::TRUNCATED), "{reason}");
+    }
+
+    #[test]
+    fn headers_nested_too_deeply_are_rejected_before_the_body_is_read() {
+        use lapin::types::{AMQPValue, FieldArray, FieldTable};
+        let mut value = AMQPValue::FieldArray(FieldArray::default());
+        for _ in 0..40 {
+            value = AMQPValue::FieldArray(vec![value].into());
+        }
+        let mut headers = FieldTable::default();
+        headers.insert("deep".into(), value);
+        let properties = lapin::BasicProperties::default().with_headers(headers);
+        let error = check_delivery(&properties, &command("Charge"), "Charge", 10_000).unwrap_err();
+        assert!(matches!(error, Rejection::Properties(_)), "{error}");
+        assert!(
+            error.to_string().contains("header nesting exceeds"),
+            "{error}"
+        );
     }
 
     #[test]

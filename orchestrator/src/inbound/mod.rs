@@ -62,6 +62,8 @@ impl Processor {
                 delivery.data.len(),
                 self.max_message_bytes
             )))
+        } else if let Err(reason) = sagaflow_amqp::check_properties(&delivery.properties) {
+            Ok(Disposition::DeadLetter(reason))
         } else {
             let processing = match inbound {
                 Inbound::Start => self.start_saga(&delivery).boxed(),

@@ -12,14 +12,11 @@ impl Processor {
         &self,
         delivery: &Delivery,
     ) -> Result<Disposition, ProcessError> {
-        let result: ActivityResult = match serde_json::from_slice(&delivery.data) {
-            Ok(result) => result,
-            Err(e) => {
-                return Ok(Disposition::DeadLetter(format!(
-                    "not an ActivityResult message: {e}"
-                )))
-            }
-        };
+        let result: ActivityResult =
+            match sagaflow_contracts::decode::activity_result(&delivery.data) {
+                Ok(result) => result,
+                Err(e) => return Ok(Disposition::DeadLetter(e.to_string())),
+            };
         let span = tracing::info_span!(
             "record_result",
             saga_id = %result.saga_id,

@@ -15,13 +15,9 @@ impl Processor {
         &self,
         delivery: &Delivery,
     ) -> Result<Disposition, ProcessError> {
-        let start: StartSaga = match serde_json::from_slice(&delivery.data) {
+        let start: StartSaga = match sagaflow_contracts::decode::start_saga(&delivery.data) {
             Ok(start) => start,
-            Err(e) => {
-                return Ok(Disposition::DeadLetter(format!(
-                    "not a StartSaga message: {e}"
-                )))
-            }
+            Err(e) => return Ok(Disposition::DeadLetter(e.to_string())),
         };
         let Some(definition) = self.registry.get(&start.saga_type) else {
             return Ok(Disposition::DeadLetter(format!(
