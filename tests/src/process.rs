@@ -9,6 +9,8 @@ pub enum Bin {
     PaymentValidator,
     Charger,
     ReceiptSender,
+    /// Not a service: publishes one message with deeply nested headers (`src/bin/`).
+    NestedHeaderPublisher,
 }
 
 impl Bin {
@@ -18,6 +20,7 @@ impl Bin {
             Bin::PaymentValidator => "payment-validator",
             Bin::Charger => "charger",
             Bin::ReceiptSender => "receipt-sender",
+            Bin::NestedHeaderPublisher => "publish-nested-headers",
         }
     }
 
