@@ -150,4 +150,35 @@ mod tests {
             r#"command for activity "Refund" arrived on the queue of activity "Charge""#
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever arrives on an activity queue is a command or a rejection with a reason that
+        /// is not empty and fits a dead letter.
+        #[test]
+        fn any_delivery_is_a_command_or_a_bounded_rejection(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+            activity in "[A-Za-z]{0,3}|R{300,3000}",
+            nesting in 0..40usize,
+            max in 0..4096usize,
+        ) {
+            use lapin::types::{AMQPValue, FieldTable};
+            let mut deep = AMQPValue::Void;
+            for _ in 0..nesting {
+                deep = AMQPValue::FieldArray(vec![deep].into());
+            }
+            let mut headers = FieldTable::default();
+            headers.insert("deep".into(), deep);
+            let properties = lapin::BasicProperties::default().with_headers(headers);
+            // Random bytes, and a real command for a random activity.
+            for body in [body, command(&activity)] {
+                if let Err(rejection) = check_delivery(&properties, &body, "Charge", max) {
+                    let reason = rejection.to_string();
+                    proptest::prop_assert!(!reason.trim().is_empty());
+                    proptest::prop_assert!(reason.len() <= reason::MAX_REASON_BYTES, "{}", reason.len());
+                }
+            }
+        }
+    }
 }
