@@ -7,11 +7,15 @@
 
 mod consume;
 mod dead_letter;
+mod headers;
 mod publish;
 mod topology;
 
 pub use consume::{consume, ConsumeError};
-pub use dead_letter::dead_letter;
+pub use dead_letter::{
+    dead_letter, dead_letter_message, HEADERS_TRUNCATED, MAX_COPIED_HEADER_BYTES,
+};
+pub use headers::{check_properties, header, header_text, MAX_HEADER_NESTING};
 pub use publish::{OutgoingMessage, PendingConfirm, PublishError, Publisher};
 pub use topology::{
     declare_activity_queue, declare_core, declare_dead_letter_watch, declare_queue, QueueType,
@@ -60,24 +64,6 @@ pub fn redact(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
-    }
-}
-
-/// A header of `delivery` as a string, if present and textual.
-pub fn header(delivery: &Delivery, name: &str) -> Option<String> {
-    use lapin::types::AMQPValue;
-    let value = delivery.properties.headers().as_ref()?.inner().get(name)?;
-    match value {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
-        AMQPValue::ShortShortUInt(n) => Some(n.to_string()),
-        AMQPValue::ShortUInt(n) => Some(n.to_string()),
-        AMQPValue::LongUInt(n) => Some(n.to_string()),
-        AMQPValue::ShortShortInt(n) => Some(n.to_string()),
-        AMQPValue::ShortInt(n) => Some(n.to_string()),
-        AMQPValue::LongInt(n) => Some(n.to_string()),
-        AMQPValue::LongLongInt(n) => Some(n.to_string()),
-        other => Some(format!("{other:?}")),
     }
 }
 

@@ -6,12 +6,14 @@
 //! JSON Schemas generated from these types live in `contracts/schema/` so that services written in
 //! any language can take part. This crate does no I/O.
 
+pub mod decode;
 mod events;
 pub mod headers;
 mod ids;
 mod messages;
 mod options;
 pub mod payments;
+pub mod reason;
 pub mod schema;
 mod topology;
 

@@ -48,6 +48,8 @@ pub struct Recorded {
 pub struct DeadLetter {
     pub reason: Option<String>,
     pub queue: Option<String>,
+    /// `x-sagaflow-headers-truncated`: set when headers of the original were not copied.
+    pub headers_truncated: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -283,6 +285,72 @@ impl Deployment {
             .expect("the message is confirmed");
     }
 
+    /// Publishes `body` with `properties` (anything a client can set) on `queue` and waits for the
+    /// broker's confirm.
+    pub async fn publish_with_properties(
+        &self,
+        queue: &str,
+        body: &[u8],
+        properties: lapin::BasicProperties,
+    ) {
+        let confirm = self
+            .publisher
+            .channel()
+            .basic_publish(
+                "",
+                queue,
+                lapin::options::BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                body,
+                properties,
+            )
+            .await
+            .expect("the message is sent")
+            .await
+            .expect("the broker answers");
+        assert_eq!(
+            confirm,
+            lapin::publisher_confirm::Confirmation::Ack(None),
+            "the broker took the message for {queue}"
+        );
+    }
+
+    /// Publishes `body` on `queue` with headers that nest tables and arrays `levels` deep, from
+    /// a process of its own with a stack large enough to serialize them
+    /// (`src/bin/publish-nested-headers.rs`).
+    pub async fn publish_with_nested_headers(
+        &self,
+        queue: &str,
+        levels: usize,
+        body: &[u8],
+        message_id: &str,
+    ) {
+        use tokio::io::AsyncWriteExt;
+        let mut child = tokio::process::Command::new(Bin::NestedHeaderPublisher.path())
+            .args([queue, &levels.to_string(), message_id])
+            .env("AMQP_URL", &self.amqp_url)
+            // lapin's I/O thread serializes the headers recursively: about 4.3 KB per level in
+            // a debug build.
+            .env(
+                "RUST_MIN_STACK",
+                (levels * 16 * 1024).max(8 << 20).to_string(),
+            )
+            .stdin(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("publish-nested-headers starts");
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        stdin.write_all(body).await.expect("the body is written");
+        drop(stdin);
+        let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .expect("publish-nested-headers finishes within a minute")
+            .expect("publish-nested-headers can be waited for");
+        assert!(status.success(), "publish-nested-headers failed: {status}");
+    }
+
     /// The id and status of the `ProcessPayment` saga started with `start_key`.
     pub async fn saga(&self, start_key: &str) -> Option<(uuid::Uuid, String)> {
         sqlx::query_as("SELECT id, status FROM sagas WHERE saga_type = $1 AND start_key = $2")
@@ -358,6 +426,10 @@ impl Deployment {
             letters.push(DeadLetter {
                 reason: sagaflow_amqp::header(&delivery, headers::DEAD_LETTER_REASON),
                 queue: sagaflow_amqp::header(&delivery, headers::DEAD_LETTER_QUEUE),
+                headers_truncated: sagaflow_amqp::header(
+                    &delivery,
+                    sagaflow_amqp::HEADERS_TRUNCATED,
+                ),
                 body: delivery.data.clone(),
             });
             delivery.ack(BasicAckOptions::default()).await.unwrap();

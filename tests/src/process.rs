@@ -13,6 +13,8 @@ pub enum Bin {
     PaymentValidator,
     Charger,
     ReceiptSender,
+    /// Not a service: publishes one message with deeply nested headers (`src/bin/`).
+    NestedHeaderPublisher,
 }
 
 impl Bin {
@@ -24,6 +26,7 @@ impl Bin {
             Bin::PaymentValidator => "payment-validator",
             Bin::Charger => "charger",
             Bin::ReceiptSender => "receipt-sender",
+            Bin::NestedHeaderPublisher => "publish-nested-headers",
         }
     }
 

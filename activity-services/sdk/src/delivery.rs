@@ -1,20 +1,40 @@
 //! Deciding whether a delivery on an activity queue is a command this worker can run.
 
-use sagaflow_contracts::ActivityCommand;
+use sagaflow_contracts::decode::{self, DecodeError};
+use sagaflow_contracts::{reason, ActivityCommand};
 
-/// Why a delivery is dead-lettered instead of run. Its `Display` is the dead-letter reason.
+/// The longest activity name quoted in a [`Rejection::WrongActivity`] reason, in bytes.
+const MAX_QUOTED_ACTIVITY_BYTES: usize = 128;
+
+/// Why a delivery is dead-lettered instead of run. Its `Display` is the dead-letter reason, at
+/// most a few hundred bytes whatever the message holds.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Rejection {
+    /// Its properties cannot be accepted ([`sagaflow_amqp::check_properties`]).
+    #[error("{0}")]
+    Properties(String),
     #[error(
         "message of {size} bytes exceeds the limit of {max} bytes (SAGAFLOW_MAX_MESSAGE_BYTES)"
     )]
     TooLarge { size: usize, max: usize },
-    #[error("message body is not JSON: {0}")]
-    NotJson(#[source] serde_json::Error),
-    #[error("message body is not an ActivityCommand: {0}")]
-    NotACommand(#[source] serde_json::Error),
+    #[error("message body is not JSON: {}", .0.detail)]
+    NotJson(DecodeError),
+    #[error("message body is not an ActivityCommand: {}", .0.detail)]
+    NotACommand(DecodeError),
+    /// `found` is cut to [`MAX_QUOTED_ACTIVITY_BYTES`].
     #[error("command for activity {found:?} arrived on the queue of activity {expected:?}")]
     WrongActivity { expected: String, found: String },
+}
+
+/// The command in a delivery with `properties` and `body`, taken from the queue of `activity`.
+pub(crate) fn check_delivery(
+    properties: &lapin::BasicProperties,
+    body: &[u8],
+    activity: &str,
+    max_message_bytes: usize,
+) -> Result<ActivityCommand, Rejection> {
+    sagaflow_amqp::check_properties(properties).map_err(Rejection::Properties)?;
+    parse_command(body, activity, max_message_bytes)
 }
 
 /// The command in `body`, taken from the queue of `activity`.
@@ -29,17 +49,14 @@ pub(crate) fn parse_command(
             max: max_message_bytes,
         });
     }
-    let command: ActivityCommand = serde_json::from_slice(body).map_err(|e| {
-        if e.is_data() {
-            Rejection::NotACommand(e)
-        } else {
-            Rejection::NotJson(e)
-        }
+    let command = decode::activity_command(body).map_err(|e| match e.is_json {
+        true => Rejection::NotACommand(e),
+        false => Rejection::NotJson(e),
     })?;
     if command.activity != activity {
         return Err(Rejection::WrongActivity {
             expected: activity.to_owned(),
-            found: command.activity,
+            found: reason::truncate(&command.activity, MAX_QUOTED_ACTIVITY_BYTES).into_owned(),
         });
     }
     Ok(command)
@@ -102,11 +119,68 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_activity_name_is_quoted_cut_short() {
+        let error = parse_command(&command(&"R".repeat(100_000)), "Charge", 1 << 20).unwrap_err();
+        let reason = error.to_string();
+        assert!(reason.len() < 250, "{}", reason.len());
+        assert!(reason.contains(reason::TRUNCATED), "{reason}");
+    }
+
+    #[test]
+    fn headers_nested_too_deeply_are_rejected_before_the_body_is_read() {
+        use lapin::types::{AMQPValue, FieldArray, FieldTable};
+        let mut value = AMQPValue::FieldArray(FieldArray::default());
+        for _ in 0..40 {
+            value = AMQPValue::FieldArray(vec![value].into());
+        }
+        let mut headers = FieldTable::default();
+        headers.insert("deep".into(), value);
+        let properties = lapin::BasicProperties::default().with_headers(headers);
+        let error = check_delivery(&properties, &command("Charge"), "Charge", 10_000).unwrap_err();
+        assert!(matches!(error, Rejection::Properties(_)), "{error}");
+        assert!(
+            error.to_string().contains("header nesting exceeds"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn a_command_for_another_activity_is_rejected() {
         let error = parse_command(&command("Refund"), "Charge", 10_000).unwrap_err();
         assert_eq!(
             error.to_string(),
             r#"command for activity "Refund" arrived on the queue of activity "Charge""#
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever arrives on an activity queue is a command or a rejection with a reason that
+        /// is not empty and fits a dead letter.
+        #[test]
+        fn any_delivery_is_a_command_or_a_bounded_rejection(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+            activity in "[A-Za-z]{0,3}|R{300,3000}",
+            nesting in 0..40usize,
+            max in 0..4096usize,
+        ) {
+            use lapin::types::{AMQPValue, FieldTable};
+            let mut deep = AMQPValue::Void;
+            for _ in 0..nesting {
+                deep = AMQPValue::FieldArray(vec![deep].into());
+            }
+            let mut headers = FieldTable::default();
+            headers.insert("deep".into(), deep);
+            let properties = lapin::BasicProperties::default().with_headers(headers);
+            // Random bytes, and a real command for a random activity.
+            for body in [body, command(&activity)] {
+                if let Err(rejection) = check_delivery(&properties, &body, "Charge", max) {
+                    let reason = rejection.to_string();
+                    proptest::prop_assert!(!reason.trim().is_empty());
+                    proptest::prop_assert!(reason.len() <= reason::MAX_REASON_BYTES, "{}", reason.len());
+                }
+            }
+        }
     }
 }

@@ -10,15 +10,15 @@ use sagaflow_amqp::{
     Connection, ConsumeError, Delivery, OutgoingMessage, PublishError, Publisher,
 };
 use sagaflow_contracts::{
-    headers, validate_name, ActivityCommand, ActivityError, ActivityOutcome, IdempotencyKey,
-    InvalidName, StepSeq, Topology,
+    headers, reason, validate_name, ActivityCommand, ActivityError, ActivityOutcome,
+    IdempotencyKey, InvalidName, StepSeq, Topology,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::delivery::parse_command;
+use crate::delivery::check_delivery;
 use crate::handler::{erase, ErasedHandler};
 use crate::heartbeat::Heartbeats;
 use crate::outgoing::{attempt_headers, result_message};
@@ -27,6 +27,9 @@ use crate::{ActivityContext, WorkerConfig};
 /// How long to wait before returning a command whose result the broker refused, so that a
 /// broker in trouble is not hammered with redeliveries.
 const REFUSED_REPLY_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest `traceparent` / `tracestate` copied from a command to its result (W3C Trace
+/// Context allows 512 bytes of `tracestate`).
+const MAX_TRACE_HEADER_BYTES: usize = 512;
 /// How long closing the connection may take at the end of [`ActivityWorker::run`].
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -357,10 +360,16 @@ impl ActivityQueue {
     /// Runs, replies to and acks one delivery, or dead-letters it if it is not a command for
     /// this queue. Never panics on input.
     async fn handle(&self, delivery: Delivery) {
-        let command = match parse_command(&delivery.data, &self.activity, self.max_message_bytes) {
+        let checked = check_delivery(
+            &delivery.properties,
+            &delivery.data,
+            &self.activity,
+            self.max_message_bytes,
+        );
+        let command = match checked {
             Ok(command) => command,
             Err(rejection) => {
-                let reason = rejection.to_string();
+                let reason = reason::bounded(&rejection.to_string()).into_owned();
                 if let Some(command) = self.command_from_headers(&delivery) {
                     // The saga must learn that this step cannot run, or it would wait forever.
                     let failed = ActivityOutcome::Failed {
@@ -496,9 +505,14 @@ impl ActivityQueue {
 
 /// The trace headers of `delivery`, to keep the trace going in the messages about its command.
 fn trace_headers(delivery: &Delivery) -> Vec<(String, String)> {
+    // Only values of the size W3C Trace Context allows: the reply's headers must not grow with
+    // the command's.
     [headers::TRACEPARENT, headers::TRACESTATE]
         .into_iter()
-        .filter_map(|name| Some((name.to_owned(), header(delivery, name)?)))
+        .filter_map(|name| {
+            let value = header(delivery, name).filter(|v| v.len() <= MAX_TRACE_HEADER_BYTES)?;
+            Some((name.to_owned(), value))
+        })
         .collect()
 }
 

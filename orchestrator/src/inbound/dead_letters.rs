@@ -26,7 +26,7 @@ impl Processor {
             .clone()
             .or_else(|| header(delivery, headers::DEAD_LETTER_REASON))
             .unwrap_or_else(|| "unknown".to_owned());
-        let reason = super::truncated(&reason, 300);
+        let reason = sagaflow_contracts::reason::truncate(&reason, 300);
         // A command a service rejected will be rejected again; one that expired or was
         // delivered too often may succeed later.
         let retryable = broker_reason.is_some_and(|r| r != "rejected");
@@ -35,7 +35,7 @@ impl Processor {
             message: format!("the broker dead-lettered attempt {attempt}'s command: {reason}"),
             retryable,
         };
-        tracing::warn!(%saga_id, %step, attempt, reason, "an activity command was dead-lettered");
+        tracing::warn!(%saga_id, %step, attempt, %reason, "an activity command was dead-lettered");
         let fact = Fact::ActivityResult {
             step,
             activity: None,

@@ -22,14 +22,11 @@ impl Processor {
                 self.max_message_bytes
             )));
         }
-        let heartbeat: ActivityHeartbeat = match serde_json::from_slice(&delivery.data) {
-            Ok(heartbeat) => heartbeat,
-            Err(e) => {
-                return Ok(Disposition::DeadLetter(format!(
-                    "not an ActivityHeartbeat message: {e}"
-                )))
-            }
-        };
+        let heartbeat: ActivityHeartbeat =
+            match sagaflow_contracts::decode::activity_heartbeat(&delivery.data) {
+                Ok(heartbeat) => heartbeat,
+                Err(e) => return Ok(Disposition::DeadLetter(e.to_string())),
+            };
         let details = heartbeat.details.as_ref().filter(|details| {
             let small = serde_json::to_vec(details).map_or(0, |d| d.len()) <= MAX_DETAILS_BYTES;
             if !small {

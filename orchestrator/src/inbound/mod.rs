@@ -81,11 +81,16 @@ impl Processor {
             Inbound::Heartbeats => self.topology.heartbeats_queue(),
             Inbound::DeadLetters => self.topology.dead_letter_watch_queue(),
         };
-        let processing = match inbound {
-            Inbound::Start => self.start_saga(&delivery).boxed(),
-            Inbound::Results => self.record_result(&delivery).boxed(),
-            Inbound::Heartbeats => self.record_heartbeat(&delivery).boxed(),
-            Inbound::DeadLetters => self.notice_dead_letter(&delivery).boxed(),
+        let processing = if let Err(reason) = sagaflow_amqp::check_properties(&delivery.properties)
+        {
+            futures::future::ready(Ok(Disposition::DeadLetter(reason))).boxed()
+        } else {
+            match inbound {
+                Inbound::Start => self.start_saga(&delivery).boxed(),
+                Inbound::Results => self.record_result(&delivery).boxed(),
+                Inbound::Heartbeats => self.record_heartbeat(&delivery).boxed(),
+                Inbound::DeadLetters => self.notice_dead_letter(&delivery).boxed(),
+            }
         };
         // A bug of ours must not leave the message unacked forever, nor crash-loop every
         // replica it is redelivered to: set it aside with the panic as the reason.
@@ -207,14 +212,4 @@ impl ProcessError {
             )
         })
     }
-}
-
-/// At most `max` bytes of `text` (cut on a character boundary), for messages that quote what a
-/// peer sent.
-pub(crate) fn truncated(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }

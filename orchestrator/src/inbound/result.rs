@@ -28,8 +28,7 @@ impl Processor {
                 self.max_message_bytes
             ))
         } else {
-            serde_json::from_slice::<ActivityResult>(&delivery.data)
-                .map_err(|e| format!("not an ActivityResult message: {e}"))
+            sagaflow_contracts::decode::activity_result(&delivery.data).map_err(|e| e.to_string())
         };
         let result = match decoded {
             Ok(result) => result,
@@ -101,11 +100,8 @@ pub(crate) fn attempt_from_headers(delivery: &Delivery) -> Option<(SagaId, StepS
 
 /// A failed outcome saying why a result could not be recorded.
 fn rejected(reason: &str) -> ActivityOutcome {
-    let mut end = reason.len().min(MAX_REASON_BYTES);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
+    let reason = sagaflow_contracts::reason::truncate(reason, MAX_REASON_BYTES);
     ActivityOutcome::Failed {
-        error: ActivityError::permanent(error_kinds::RESULT_REJECTED, &reason[..end]),
+        error: ActivityError::permanent(error_kinds::RESULT_REJECTED, reason),
     }
 }

@@ -7,8 +7,9 @@ use sagaflow_engine::{SagaDefinition, SagaRun};
 use tracing::Instrument;
 
 use super::advance::Position;
-use super::{truncated, Disposition, ProcessError, Processor};
+use super::{Disposition, ProcessError, Processor};
 use crate::store::{self, NewSaga};
+use sagaflow_contracts::reason::{quote, truncate};
 
 /// Longer keys do not fit PostgreSQL's unique index.
 const MAX_START_KEY_BYTES: usize = 512;
@@ -26,13 +27,9 @@ impl Processor {
                 self.max_message_bytes
             )));
         }
-        let start: StartSaga = match serde_json::from_slice(&delivery.data) {
+        let start: StartSaga = match sagaflow_contracts::decode::start_saga(&delivery.data) {
             Ok(start) => start,
-            Err(e) => {
-                return Ok(Disposition::DeadLetter(format!(
-                    "not a StartSaga message: {e}"
-                )))
-            }
+            Err(e) => return Ok(Disposition::DeadLetter(e.to_string())),
         };
         let Some(definition) = self.registry.get(&start.saga_type) else {
             return Ok(self.unknown_saga_type(delivery, &start.saga_type));
@@ -83,17 +80,17 @@ impl Processor {
         let put_backs = sagaflow_amqp::header(delivery, headers::PUT_BACKS)
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(0);
-        let mut registered = self.registry.names().join(", ");
-        registered.truncate(200);
+        let registered = self.registry.names().join(", ");
+        let registered = truncate(&registered, 200);
         if waited >= self.unknown_saga_type_grace {
             return Disposition::DeadLetter(format!(
-                "unknown saga type {:?} (registered: {registered}); no replica took it within {} s",
-                truncated(saga_type, 100),
+                "unknown saga type {} (registered: {registered}); no replica took it within {} s",
+                quote(saga_type, 100),
                 self.unknown_saga_type_grace.as_secs()
             ));
         }
         tracing::warn!(
-            saga_type = truncated(saga_type, 100),
+            saga_type = %truncate(saga_type, 100),
             put_backs,
             "start of a saga type this replica does not know; putting it back for another replica"
         );
