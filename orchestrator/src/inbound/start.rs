@@ -71,6 +71,12 @@ impl Processor {
     /// replica may know it, so it is put back (with the time it was first seen) until the
     /// grace period is over, then dead-lettered.
     fn unknown_saga_type(&self, delivery: &Delivery, saga_type: &str) -> Disposition {
+        if sagaflow_contracts::validate_name(saga_type).is_err() {
+            return Disposition::DeadLetter(format!(
+                "unknown saga type {}: no saga can be registered under this name (1 to 100 of A-Z a-z 0-9 _ - .)",
+                quote(saga_type, 100)
+            ));
+        }
         let now = Utc::now().timestamp_millis();
         let first_seen = sagaflow_amqp::header(delivery, headers::FIRST_SEEN_MS)
             .and_then(|ms| ms.parse::<i64>().ok())
