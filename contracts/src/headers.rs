@@ -27,4 +27,8 @@ pub mod message_type {
     pub const ACTIVITY_COMMAND: &str = "sagaflow.ActivityCommand";
     pub const ACTIVITY_RESULT: &str = "sagaflow.ActivityResult";
     pub const ACTIVITY_HEARTBEAT: &str = "sagaflow.ActivityHeartbeat";
+    pub const ACTIVITY_CANCEL: &str = "sagaflow.ActivityCancel";
+    pub const SIGNAL_SAGA: &str = "sagaflow.SignalSaga";
+    pub const SAGA_CONTROL: &str = "sagaflow.SagaControl";
+    pub const SAGA_FINISHED: &str = "sagaflow.SagaFinished";
 }

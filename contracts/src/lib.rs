@@ -16,12 +16,14 @@ pub mod payments;
 pub mod reason;
 pub mod schema;
 mod topology;
+pub mod travel;
 
 pub use events::{HistoryEvent, SagaEvent, SagaFailure, SagaStatus};
 pub use ids::{IdempotencyKey, SagaId, StepSeq, TimerSeq};
 pub use messages::{
-    error_kinds, ActivityCommand, ActivityError, ActivityHeartbeat, ActivityOutcome,
-    ActivityResult, StartSaga,
+    error_kinds, ActivityCancel, ActivityCommand, ActivityError, ActivityHeartbeat,
+    ActivityOutcome, ActivityResult, ControlAction, SagaControl, SagaFinished, SignalSaga,
+    StartSaga,
 };
 pub use options::{millis, ActivityOptions, RetryPolicy};
 pub use topology::{validate_name, InvalidName, Topology};

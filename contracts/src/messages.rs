@@ -106,6 +106,8 @@ pub mod error_kinds {
     /// An attempt or the whole step ran out of time (start-to-close, heartbeat or
     /// schedule-to-close timeout; the message says which).
     pub const TIMED_OUT: &str = "TimedOut";
+    /// The saga was cancelled: what its code sees at its next await.
+    pub const CANCELLED: &str = "Cancelled";
     /// The orchestrator could not record the service's result (too large, not a result, data
     /// PostgreSQL refuses).
     pub const RESULT_REJECTED: &str = "ResultRejected";
@@ -153,4 +155,85 @@ impl std::fmt::Display for ActivityError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.kind, self.message)
     }
+}
+
+/// Tells activity services that an attempt should stop (its saga was cancelled or terminated).
+/// Published by the orchestrator on the fanout exchange `<namespace>.activity-cancels`; every
+/// service replica binds a queue of its own to it and cancels the attempt if it runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ActivityCancel {
+    pub saga_id: SagaId,
+    pub step: StepSeq,
+    pub activity: String,
+    pub attempt: u32,
+    /// Why, for people.
+    pub reason: String,
+}
+
+/// Delivers a named signal with a JSON payload to a running saga. Published by anyone on the
+/// signals queue (`<namespace>.signals`). Name the saga by `saga_id`, or by `saga_type` and
+/// `start_key`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignalSaga {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saga_id: Option<SagaId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saga_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_key: Option<String>,
+    /// The signal's name, e.g. `"approved"`; saga code waits with `ctx.signal("approved")`.
+    pub name: String,
+    #[serde(default)]
+    pub payload: Value,
+    /// Makes the signal idempotent: a second signal with the same id reaches the saga once.
+    /// Without it the AMQP `message_id` is the id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_id: Option<String>,
+}
+
+/// What an operator asks of a saga. Published on the control queue
+/// (`<namespace>.control`), or sent with `sagaflow cancel|terminate|retry-compensation`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SagaControl {
+    pub saga_id: SagaId,
+    pub action: ControlAction,
+    /// Why, for the history.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// An operator's request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlAction {
+    /// The saga code sees the cancellation at its next await, in-flight activities are told,
+    /// the compensations of completed steps run; the saga ends `cancelled`.
+    Cancel,
+    /// The saga stops at once: nothing more runs, nothing is compensated.
+    Terminate,
+    /// Compensation failed: run the failed compensation again and go on.
+    RetryCompensation,
+    /// The saga is stuck: replay it with the code deployed now.
+    Resume,
+}
+
+/// How a saga ended, sent to the `reply_to` queue of its start message (with its
+/// `correlation_id`) — also when the start was rejected and no saga exists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SagaFinished {
+    /// Absent when the start was rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saga_id: Option<SagaId>,
+    pub saga_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_key: Option<String>,
+    /// `completed`, `failed`, `compensated`, `compensation_failed`, `cancelled`, `terminated`,
+    /// or `rejected` (the start was dead-lettered).
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
 }

@@ -13,6 +13,8 @@ pub const VALIDATE_PAYMENT_INFO: &str = "ValidatePaymentInfo";
 pub const CHARGE_CUSTOMER: &str = "ChargeCustomer";
 /// Activity: sends the receipt once per idempotency key.
 pub const SEND_RECEIPT: &str = "SendReceipt";
+/// Activity (the compensation of `ChargeCustomer`): refunds a charge, once per charge.
+pub const REFUND_CHARGE: &str = "RefundCharge";
 
 /// Input of `ProcessPayment`, `ValidatePaymentInfo` and `ChargeCustomer`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -57,4 +59,20 @@ pub struct Receipt {
     pub receipt_id: Uuid,
     pub charge_id: Uuid,
     pub email: String,
+}
+
+/// Input of `RefundCharge`: the charge to give back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RefundRequest {
+    pub charge_id: Uuid,
+    pub order_id: String,
+    pub amount_cents: i64,
+    pub currency: String,
+}
+
+/// Output of `RefundCharge`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Refund {
+    pub refund_id: Uuid,
+    pub charge_id: Uuid,
 }

@@ -32,6 +32,22 @@ impl Topology {
         format!("{}.heartbeats", self.namespace)
     }
 
+    /// Where clients publish [`crate::SignalSaga`] messages.
+    pub fn signals_queue(&self) -> String {
+        format!("{}.signals", self.namespace)
+    }
+
+    /// Where operators publish [`crate::SagaControl`] messages.
+    pub fn control_queue(&self) -> String {
+        format!("{}.control", self.namespace)
+    }
+
+    /// The fanout exchange of [`crate::ActivityCancel`] messages; each activity service
+    /// replica binds a queue of its own.
+    pub fn activity_cancels_exchange(&self) -> String {
+        format!("{}.activity-cancels", self.namespace)
+    }
+
     /// Where the orchestrator publishes [`crate::ActivityCommand`]s for `activity`.
     pub fn activity_queue(&self, activity: &str) -> String {
         format!("{}.activity.{activity}", self.namespace)
