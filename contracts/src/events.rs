@@ -36,6 +36,9 @@ pub enum SagaEvent {
         /// Retry policy and timeouts of the step, fixed when it is scheduled.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         options: Option<ActivityOptions>,
+        /// Set when this step is the compensation of that (completed) step.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        compensates: Option<StepSeq>,
     },
     /// Fact: one attempt failed (the service said `retryable`, or it timed out) and another
     /// attempt is due at `retry_at`. The saga code does not see it.
@@ -79,6 +82,21 @@ pub enum SagaEvent {
     },
     /// Fact: the timer fired.
     TimerFired { timer: TimerSeq },
+    /// Fact: a signal arrived (kept, in order, until the code waits for it).
+    SignalReceived {
+        name: String,
+        payload: Value,
+        signal_id: String,
+    },
+    /// Command: the code took the new branch of a versioned change (`ctx.patched`).
+    PatchMarked { patch: String },
+    /// Fact: an operator (or a control message) asked the saga to stop; its code sees the
+    /// cancellation at its next await.
+    CancelRequested { reason: String },
+    /// Fact: an operator asked to run a failed compensation again.
+    CompensationRetried {},
+    /// Fact: an operator terminated the saga; nothing more runs. Always the last event.
+    SagaTerminated { reason: String },
     /// Fact: an operator resumed a stuck saga (`sagaflow resume`); it was replayed with the
     /// code deployed then, and went on from where its history ends.
     SagaResumed {},
@@ -86,6 +104,20 @@ pub enum SagaEvent {
     SagaCompleted { output: Value },
     /// Command: the saga function returned `Err`. Always the last event.
     SagaFailed { error: SagaFailure },
+    /// Command: the saga failed and every completed step's compensation ran. Always the last
+    /// event.
+    SagaCompensated { error: SagaFailure },
+    /// Command: a compensation failed for good; the saga waits for an operator
+    /// (`sagaflow retry-compensation`).
+    SagaCompensationFailed {
+        error: SagaFailure,
+        /// The compensation step that failed.
+        step: StepSeq,
+        reason: String,
+    },
+    /// Command: the saga was cancelled and the compensations of its completed steps ran.
+    /// Always the last event.
+    SagaCancelled { reason: String },
 }
 
 fn first_attempt() -> u32 {
@@ -105,6 +137,14 @@ impl SagaEvent {
             SagaEvent::ActivityResultIgnored { .. } => "ActivityResultIgnored",
             SagaEvent::TimerStarted { .. } => "TimerStarted",
             SagaEvent::TimerFired { .. } => "TimerFired",
+            SagaEvent::SignalReceived { .. } => "SignalReceived",
+            SagaEvent::PatchMarked { .. } => "PatchMarked",
+            SagaEvent::CancelRequested { .. } => "CancelRequested",
+            SagaEvent::CompensationRetried { .. } => "CompensationRetried",
+            SagaEvent::SagaTerminated { .. } => "SagaTerminated",
+            SagaEvent::SagaCompensated { .. } => "SagaCompensated",
+            SagaEvent::SagaCompensationFailed { .. } => "SagaCompensationFailed",
+            SagaEvent::SagaCancelled { .. } => "SagaCancelled",
             SagaEvent::SagaResumed { .. } => "SagaResumed",
             SagaEvent::SagaCompleted { .. } => "SagaCompleted",
             SagaEvent::SagaFailed { .. } => "SagaFailed",
@@ -117,8 +157,12 @@ impl SagaEvent {
             self,
             SagaEvent::ActivityScheduled { .. }
                 | SagaEvent::TimerStarted { .. }
+                | SagaEvent::PatchMarked { .. }
                 | SagaEvent::SagaCompleted { .. }
                 | SagaEvent::SagaFailed { .. }
+                | SagaEvent::SagaCompensated { .. }
+                | SagaEvent::SagaCompensationFailed { .. }
+                | SagaEvent::SagaCancelled { .. }
         )
     }
 }
@@ -152,6 +196,14 @@ pub enum SagaStatus {
     /// Its code does not reproduce its history, panicked, or waits on nothing Sagaflow can
     /// wake; parked with the reason until the code is fixed and it is resumed.
     Stuck,
+    /// Failed, and the compensations of its completed steps ran.
+    Compensated,
+    /// A compensation failed for good; waits for `sagaflow retry-compensation`.
+    CompensationFailed,
+    /// Cancelled by an operator; the compensations of its completed steps ran.
+    Cancelled,
+    /// Stopped at once by an operator; nothing was compensated.
+    Terminated,
 }
 
 impl SagaStatus {
@@ -161,12 +213,23 @@ impl SagaStatus {
             SagaStatus::Completed => "completed",
             SagaStatus::Failed => "failed",
             SagaStatus::Stuck => "stuck",
+            SagaStatus::Compensated => "compensated",
+            SagaStatus::CompensationFailed => "compensation_failed",
+            SagaStatus::Cancelled => "cancelled",
+            SagaStatus::Terminated => "terminated",
         }
     }
 
     /// Whether the saga will never change again.
     pub fn is_final(self) -> bool {
-        matches!(self, SagaStatus::Completed | SagaStatus::Failed)
+        matches!(
+            self,
+            SagaStatus::Completed
+                | SagaStatus::Failed
+                | SagaStatus::Compensated
+                | SagaStatus::Cancelled
+                | SagaStatus::Terminated
+        )
     }
 }
 
@@ -178,6 +241,10 @@ impl std::str::FromStr for SagaStatus {
             "completed" => Ok(SagaStatus::Completed),
             "failed" => Ok(SagaStatus::Failed),
             "stuck" => Ok(SagaStatus::Stuck),
+            "compensated" => Ok(SagaStatus::Compensated),
+            "compensation_failed" => Ok(SagaStatus::CompensationFailed),
+            "cancelled" => Ok(SagaStatus::Cancelled),
+            "terminated" => Ok(SagaStatus::Terminated),
             other => Err(format!("unknown saga status {other:?}")),
         }
     }

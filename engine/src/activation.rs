@@ -25,6 +25,18 @@ pub enum Fact {
     TimerFired { key: TimerKey, attempt: u32 },
     /// An operator resumed the saga (`sagaflow resume`).
     Resumed,
+    /// A signal arrived.
+    Signal {
+        name: String,
+        payload: Value,
+        signal_id: String,
+    },
+    /// An operator asked the saga to stop, undoing what it did.
+    Cancel { reason: String },
+    /// An operator stopped the saga at once.
+    Terminate { reason: String },
+    /// An operator asked to run a failed compensation again.
+    RetryCompensation,
 }
 
 /// A fact that does not belong to this saga: the message carrying it is dead-lettered with
@@ -124,6 +136,13 @@ pub enum Effect {
     },
     /// Disarm the timers of `step` (it has resolved).
     CancelStepTimers { step: StepSeq },
+    /// Tell the activity services that `attempt` of `step` should stop.
+    CancelActivity {
+        step: StepSeq,
+        activity: String,
+        attempt: u32,
+        reason: String,
+    },
 }
 
 /// What one fact did to a saga: the events to append (the fact first, then the commands its
@@ -139,11 +158,28 @@ pub struct Activation {
     pub stuck: Option<RunError>,
 }
 
-/// How a saga ended.
+/// How a saga ended (or stopped for an operator).
 #[derive(Debug, Clone, PartialEq)]
 pub enum SagaEnd {
     Completed(Value),
+    /// Failed with nothing to compensate.
     Failed(SagaFailure),
+    /// Failed, and every completed step was compensated.
+    Compensated(SagaFailure),
+    /// A compensation failed for good: the saga waits for an operator.
+    CompensationFailed {
+        error: SagaFailure,
+        step: StepSeq,
+        reason: String,
+    },
+    /// Cancelled, and every completed step was compensated.
+    Cancelled {
+        reason: String,
+    },
+    /// Terminated: nothing more runs.
+    Terminated {
+        reason: String,
+    },
 }
 
 impl Activation {

@@ -22,6 +22,7 @@ use sagaflow_contracts::{
     StepSeq,
 };
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::state::{lock, RunState, Waiter};
@@ -36,6 +37,7 @@ pub struct ActivityCall<O> {
     /// The input, or why the call cannot become a step.
     pub(crate) input: Result<Value, ActivityError>,
     pub(crate) options: Option<ActivityOptions>,
+    pub(crate) compensation: Option<CompensationSpec>,
     pub(crate) location: &'static Location<'static>,
     pub(crate) step: Option<StepSeq>,
     pub(crate) output: PhantomData<fn() -> O>,
@@ -77,6 +79,73 @@ impl<O> ActivityCall<O> {
         self.options = Some(options);
         self
     }
+
+    /// Registers `activity` with `input` as this step's compensation: if the saga fails or is
+    /// cancelled after the step completed, it runs (newest completed step first). An input
+    /// that does not serialize fails the compensation step.
+    pub fn compensate_with<I: Serialize + ?Sized>(mut self, activity: &str, input: &I) -> Self {
+        let input = serde_json::to_value(input).map_err(|e| e.to_string());
+        self.compensation = Some(CompensationSpec {
+            activity: activity.to_owned(),
+            input: CompensationInput::Built(input),
+            options: None,
+        });
+        self
+    }
+
+    /// Like [`ActivityCall::compensate_with`], with the compensation's input built from the
+    /// step's output (the charge to refund, the reservation to cancel). `build` must be
+    /// deterministic: it runs again on replay.
+    pub fn compensate_with_output<I, F>(mut self, activity: &str, build: F) -> Self
+    where
+        O: DeserializeOwned,
+        I: Serialize,
+        F: FnOnce(O) -> I + Send + 'static,
+    {
+        let build = move |output: &Value| {
+            let output: O = serde_json::from_value(output.clone()).map_err(|e| e.to_string())?;
+            serde_json::to_value(build(output)).map_err(|e| e.to_string())
+        };
+        self.compensation = Some(CompensationSpec {
+            activity: activity.to_owned(),
+            input: CompensationInput::FromOutput(Box::new(build)),
+            options: None,
+        });
+        self
+    }
+
+    /// Retries and timeouts of the compensation (by default the orchestrator's defaults with
+    /// no attempt limit: a compensation should not give up lightly).
+    pub fn compensation_options(mut self, options: ActivityOptions) -> Self {
+        if let Some(compensation) = self.compensation.as_mut() {
+            compensation.options = Some(options);
+        }
+        self
+    }
+}
+
+/// What to run if a completed step must be undone.
+pub(crate) struct CompensationSpec {
+    pub activity: String,
+    pub input: CompensationInput,
+    pub options: Option<ActivityOptions>,
+}
+
+type BuildInput = Box<dyn FnOnce(&Value) -> Result<Value, String> + Send>;
+
+pub(crate) enum CompensationInput {
+    Built(Result<Value, String>),
+    FromOutput(BuildInput),
+}
+
+impl CompensationInput {
+    /// The compensation's input, given the step's output.
+    pub fn build(self, output: &Value) -> Result<Value, String> {
+        match self {
+            CompensationInput::Built(input) => input,
+            CompensationInput::FromOutput(build) => build(output),
+        }
+    }
 }
 
 impl<O: DeserializeOwned> Future for ActivityCall<O> {
@@ -96,9 +165,26 @@ impl<O: DeserializeOwned> Future for ActivityCall<O> {
                 }))
             }
         };
-        let step = *this.step.get_or_insert_with(|| {
-            state.schedule_activity(&this.activity, input, this.options.as_ref(), this.location)
-        });
+        if this.step.is_none() {
+            if let Some(reason) = &state.cancelled {
+                return Poll::Ready(Err(cancelled(&this.activity, None, reason)));
+            }
+        }
+        let step = match this.step {
+            Some(step) => step,
+            None => {
+                let compensation = this.compensation.take();
+                let step = state.schedule_activity(
+                    &this.activity,
+                    input,
+                    this.options.as_ref(),
+                    compensation,
+                    Some(this.location),
+                );
+                this.step = Some(step);
+                step
+            }
+        };
         let machine = &state.activities[&step];
         let failure = |error, attempts| ActivityFailure {
             activity: this.activity.clone(),
@@ -122,12 +208,28 @@ impl<O: DeserializeOwned> Future for ActivityCall<O> {
                 Poll::Ready(Err(failure(error.clone(), *attempt)))
             }
             ActivityState::Running { .. } | ActivityState::BackingOff { .. } => {
+                if let Some(reason) = state.cancelled.clone() {
+                    return Poll::Ready(Err(cancelled(&this.activity, Some(step), &reason)));
+                }
                 state
                     .wakers
                     .insert(Waiter::Activity(step), cx.waker().clone());
                 Poll::Pending
             }
         }
+    }
+}
+
+/// What the code sees of a step when the saga is cancelled.
+fn cancelled(activity: &str, step: Option<StepSeq>, reason: &str) -> ActivityFailure {
+    ActivityFailure {
+        activity: activity.to_owned(),
+        step,
+        attempts: 0,
+        error: ActivityError::permanent(
+            error_kinds::CANCELLED,
+            format!("the saga was cancelled: {reason}"),
+        ),
     }
 }
 
@@ -149,6 +251,11 @@ impl ActivityFailure {
     /// timeout).
     pub fn is_timed_out(&self) -> bool {
         self.error.kind == error_kinds::TIMED_OUT
+    }
+
+    /// Whether the saga was cancelled while the code waited for the step.
+    pub fn is_cancelled(&self) -> bool {
+        self.error.kind == error_kinds::CANCELLED
     }
 }
 
@@ -183,6 +290,11 @@ pub(crate) struct ActivityMachine {
     pub state: ActivityState,
     /// Attempts whose result has been recorded, so a redelivered result is not recorded twice.
     pub answered: Vec<u32>,
+    /// What undoes this step once it completed, if the code registered it.
+    pub compensation: Option<CompensationSpec>,
+    /// For a compensation step: the step it compensates, and the compensation round it was
+    /// scheduled in.
+    pub compensates: Option<(StepSeq, u32)>,
 }
 
 /// What to record about an attempt's end.
@@ -207,6 +319,8 @@ impl ActivityMachine {
             scheduled_at: at,
             state: ActivityState::Running { attempt: 1 },
             answered: Vec::new(),
+            compensation: None,
+            compensates: None,
         }
     }
 

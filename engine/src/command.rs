@@ -14,16 +14,36 @@ pub enum Command {
         input: Value,
         input_hash: String,
         options: ActivityOptions,
+        /// The completed step this one compensates.
+        compensates: Option<StepSeq>,
     },
     StartTimer {
         timer: TimerSeq,
         fire_at: DateTime<Utc>,
+    },
+    /// `ctx.patched(patch)` took the new branch.
+    MarkPatch {
+        patch: String,
     },
     CompleteSaga {
         output: Value,
     },
     FailSaga {
         error: SagaFailure,
+    },
+    /// The saga failed and its compensations ran.
+    EndCompensated {
+        error: SagaFailure,
+    },
+    /// A compensation failed for good.
+    FailCompensation {
+        error: SagaFailure,
+        step: StepSeq,
+        reason: String,
+    },
+    /// The saga was cancelled and its compensations ran.
+    EndCancelled {
+        reason: String,
     },
 }
 
@@ -37,6 +57,7 @@ impl Command {
                 input,
                 input_hash,
                 options,
+                compensates,
             } => SagaEvent::ActivityScheduled {
                 step,
                 activity,
@@ -44,10 +65,23 @@ impl Command {
                 attempt: 1,
                 input_hash: Some(input_hash),
                 options: Some(options),
+                compensates,
             },
             Command::StartTimer { timer, fire_at } => SagaEvent::TimerStarted { timer, fire_at },
+            Command::MarkPatch { patch } => SagaEvent::PatchMarked { patch },
             Command::CompleteSaga { output } => SagaEvent::SagaCompleted { output },
             Command::FailSaga { error } => SagaEvent::SagaFailed { error },
+            Command::EndCompensated { error } => SagaEvent::SagaCompensated { error },
+            Command::FailCompensation {
+                error,
+                step,
+                reason,
+            } => SagaEvent::SagaCompensationFailed {
+                error,
+                step,
+                reason,
+            },
+            Command::EndCancelled { reason } => SagaEvent::SagaCancelled { reason },
         }
     }
 
@@ -61,24 +95,34 @@ impl Command {
                     step,
                     activity,
                     input_hash,
+                    compensates,
                     ..
                 },
                 SagaEvent::ActivityScheduled {
                     step: recorded_step,
                     activity: recorded_activity,
                     input_hash: recorded_hash,
+                    compensates: recorded_compensates,
                     ..
                 },
             ) => {
                 step == recorded_step
                     && activity == recorded_activity
+                    && compensates == recorded_compensates
                     && recorded_hash.as_ref().is_none_or(|h| h == input_hash)
             }
+            (Command::MarkPatch { patch }, SagaEvent::PatchMarked { patch: p }) => patch == p,
             (Command::StartTimer { timer, .. }, SagaEvent::TimerStarted { timer: t, .. }) => {
                 timer == t
             }
             (Command::CompleteSaga { .. }, SagaEvent::SagaCompleted { .. })
-            | (Command::FailSaga { .. }, SagaEvent::SagaFailed { .. }) => true,
+            | (Command::FailSaga { .. }, SagaEvent::SagaFailed { .. })
+            | (Command::EndCompensated { .. }, SagaEvent::SagaCompensated { .. })
+            | (Command::EndCancelled { .. }, SagaEvent::SagaCancelled { .. }) => true,
+            (
+                Command::FailCompensation { step, .. },
+                SagaEvent::SagaCompensationFailed { step: s, .. },
+            ) => step == s,
             _ => false,
         }
     }
@@ -95,8 +139,14 @@ impl Command {
                 format!("schedules activity {activity:?} as step {step} (input hash {input_hash})")
             }
             Command::StartTimer { timer, .. } => format!("starts timer {timer}"),
+            Command::MarkPatch { patch } => format!("marks patch {patch:?}"),
             Command::CompleteSaga { .. } => "completes the saga".to_owned(),
             Command::FailSaga { .. } => "fails the saga".to_owned(),
+            Command::EndCompensated { .. } => "ends the saga compensated".to_owned(),
+            Command::FailCompensation { step, .. } => {
+                format!("gives up compensating (step {step} failed)")
+            }
+            Command::EndCancelled { .. } => "ends the saga cancelled".to_owned(),
         }
     }
 }

@@ -11,9 +11,11 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::activity::{ActivityCall, ActivityFailure};
+use crate::command::{Command, Issued};
 use crate::select::Select;
+use crate::signal::{SignalError, SignalWait};
 use crate::state::{lock, RunState};
-use crate::timer::Sleep;
+use crate::timer::{Cancelled, Sleep};
 
 /// The only door from saga code to the world. Everything it gives is deterministic: the same
 /// history yields the same answers on every replay.
@@ -85,6 +87,7 @@ impl SagaContext {
             activity: activity.to_owned(),
             input,
             options: None,
+            compensation: None,
             location: Location::caller(),
             step: None,
             output: PhantomData,
@@ -101,6 +104,61 @@ impl SagaContext {
             location: Location::caller(),
             timer: None,
         }
+    }
+
+    /// Waits for the next signal named `name` sent to this saga (`sagaflow signal`, or a
+    /// `SignalSaga` message) and resolves with its payload. Signals that arrived before the
+    /// code waits are kept, in order: the first wait gets the first signal of that name.
+    /// With a deadline: `ctx.select(ctx.signal::<T>(name), ctx.sleep(d))`.
+    pub fn signal<T: DeserializeOwned>(&self, name: &str) -> SignalWait<T> {
+        SignalWait {
+            state: self.state.clone(),
+            name: name.to_owned(),
+            index: None,
+            payload: PhantomData,
+        }
+    }
+
+    /// Whether the saga was cancelled (the code also sees it as an error at its next await).
+    pub fn is_cancelled(&self) -> bool {
+        self.lock().cancelled.is_some()
+    }
+
+    /// Versions a change of saga code while sagas of the old code run: `true` in a saga that
+    /// runs (or reached this point with) the new code, `false` in one whose history was written
+    /// before the change. The first `true` is recorded in the history (`PatchMarked`), so the
+    /// answer is the same on every replay. Once no saga older than the change runs, remove the
+    /// old branch (keep the call, or the marker makes replays diverge, until those sagas are
+    /// gone too).
+    ///
+    /// ```ignore
+    /// if ctx.patched("charge-in-two-steps") {
+    ///     ctx.activity::<Hold, _>("HoldAmount", &order).await?;
+    ///     ctx.activity::<Charge, _>("CaptureAmount", &order).await?
+    /// } else {
+    ///     ctx.activity::<Charge, _>("ChargeCustomer", &order).await?
+    /// }
+    /// ```
+    #[track_caller]
+    pub fn patched(&self, patch: &str) -> bool {
+        let mut state = self.lock();
+        if let Some(answer) = state.patches.get(patch) {
+            return *answer;
+        }
+        let answer = state
+            .recorded_patches
+            .as_ref()
+            .is_none_or(|recorded| recorded.contains(patch));
+        if answer {
+            state.issued.push(Issued {
+                command: Command::MarkPatch {
+                    patch: patch.to_owned(),
+                },
+                location: Some(Location::caller()),
+            });
+        }
+        state.patches.insert(patch.to_owned(), answer);
+        answer
     }
 
     /// Races `left` against `right` and resolves with the first that is ready, deterministically
@@ -144,6 +202,18 @@ impl From<ActivityFailure> for SagaError {
             message: failure.to_string(),
             details: serde_json::to_value(&failure.error).ok(),
         })
+    }
+}
+
+impl From<Cancelled> for SagaError {
+    fn from(cancelled: Cancelled) -> Self {
+        SagaError::new(cancelled.to_string())
+    }
+}
+
+impl From<SignalError> for SagaError {
+    fn from(error: SignalError) -> Self {
+        SagaError::new(error.to_string())
     }
 }
 

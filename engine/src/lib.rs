@@ -19,12 +19,14 @@
 mod activation;
 mod activity;
 mod command;
+mod compensation;
 mod context;
 mod input_hash;
 mod registry;
 mod replay;
 mod run;
 mod select;
+mod signal;
 mod state;
 mod timer;
 
@@ -37,7 +39,8 @@ pub use replay::{Divergence, ReplayError, Replayed};
 pub use run::{panic_message, RunError, SagaRun};
 pub use sagaflow_contracts::{ActivityOptions, RetryPolicy};
 pub use select::{Either, Select};
-pub use timer::Sleep;
+pub use signal::{SignalError, SignalWait};
+pub use timer::{Cancelled, Sleep};
 
 #[cfg(test)]
 mod tests {

@@ -3,15 +3,16 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use chrono::{DateTime, Utc};
-use sagaflow_contracts::{ActivityOptions, SagaEvent, SagaId};
+use sagaflow_contracts::{ActivityOptions, SagaEvent, SagaFailure, SagaId};
 use serde_json::Value;
 
 use crate::activation::SagaEnd;
-use crate::activity::AttemptEnd;
+use crate::activity::{ActivityState, AttemptEnd};
 use crate::command::{Command, Issued};
+use crate::compensation::{has_compensations, next_compensation, Next};
 use crate::registry::SagaFuture;
 use crate::replay::Divergence;
-use crate::state::{lock, RunState, Waiter};
+use crate::state::{lock, Phase, RunState, Waiter};
 use crate::{
     Activation, Effect, Fact, FactRejected, InvalidInput, SagaContext, SagaDefinition, TimerKey,
 };
@@ -99,6 +100,11 @@ impl SagaRun {
         for event in facts {
             self.apply_fact(&event, &mut activation.effects)
                 .map_err(FactRejected)?;
+            if let SagaEvent::SagaTerminated { reason } = &event {
+                activation.end = Some(SagaEnd::Terminated {
+                    reason: reason.clone(),
+                });
+            }
             activation.events.push(event);
         }
         self.run_code(&mut activation);
@@ -111,14 +117,8 @@ impl SagaRun {
             Ok(issued) => {
                 for Issued { command, .. } in issued {
                     self.command_effects(&command, &mut activation.effects);
-                    match &command {
-                        Command::CompleteSaga { output } => {
-                            activation.end = Some(SagaEnd::Completed(output.clone()))
-                        }
-                        Command::FailSaga { error } => {
-                            activation.end = Some(SagaEnd::Failed(error.clone()))
-                        }
-                        _ => {}
+                    if let Some(end) = end_of(&command) {
+                        activation.end = Some(end);
                     }
                     activation.events.push(command.to_event());
                 }
@@ -174,10 +174,85 @@ impl SagaRun {
                     ),
                     _ => {}
                 }
+                let completed_with_compensation =
+                    matches!(event, SagaEvent::ActivityCompleted { .. })
+                        && machine.compensation.is_some()
+                        && machine.compensates.is_none();
+                if completed_with_compensation {
+                    state.completed_order.push(step);
+                }
                 if resolved {
                     effects.push(Effect::CancelStepTimers { step });
                     state.wake(Waiter::Activity(step));
                 }
+                Ok(())
+            }
+            SagaEvent::SignalReceived {
+                name,
+                payload,
+                signal_id,
+            } => {
+                state.signal_ids.insert(signal_id.clone());
+                let received = state.signals.entry(name.clone()).or_default();
+                received.push(payload.clone());
+                let index = received.len() - 1;
+                state.wake(Waiter::Signal(name.clone(), index));
+                Ok(())
+            }
+            SagaEvent::CancelRequested { reason } => {
+                state.cancelled = Some(reason.clone());
+                let error = sagaflow_contracts::ActivityError::permanent(
+                    sagaflow_contracts::error_kinds::CANCELLED,
+                    format!("the saga was cancelled: {reason}"),
+                );
+                // A step waiting to retry does not try again; one in flight is told to stop
+                // (if it completes anyway, it is compensated).
+                for (step, machine) in state.activities.iter_mut() {
+                    match machine.state {
+                        ActivityState::BackingOff { failed_attempt, .. } => {
+                            machine.state = ActivityState::Failed {
+                                error: error.clone(),
+                                attempt: failed_attempt,
+                            };
+                            effects.push(Effect::CancelStepTimers { step: *step });
+                        }
+                        ActivityState::Running { attempt } if machine.compensates.is_none() => {
+                            effects.push(Effect::CancelActivity {
+                                step: *step,
+                                activity: machine.activity.clone(),
+                                attempt,
+                                reason: reason.clone(),
+                            })
+                        }
+                        _ => {}
+                    }
+                }
+                state.wake_all();
+                Ok(())
+            }
+            SagaEvent::CompensationRetried {} => {
+                let Phase::CompensationFailed { error, cancelled } = state.phase.clone() else {
+                    return Err("CompensationRetried while no compensation failed".to_owned());
+                };
+                state.compensation_round += 1;
+                state.phase = Phase::Compensating { error, cancelled };
+                Ok(())
+            }
+            SagaEvent::SagaTerminated { reason } => {
+                for (step, machine) in &state.activities {
+                    if let ActivityState::Running { attempt } = machine.state {
+                        effects.push(Effect::CancelActivity {
+                            step: *step,
+                            activity: machine.activity.clone(),
+                            attempt,
+                            reason: reason.clone(),
+                        });
+                    }
+                }
+                state.phase = Phase::Ended;
+                drop(state);
+                // Nothing more runs: the code is dropped where it waits.
+                self.future = None;
                 Ok(())
             }
             SagaEvent::TimerFired { timer } => {
@@ -222,7 +297,12 @@ impl SagaRun {
                 fire_at: *fire_at,
                 period_ms: None,
             }),
-            Command::CompleteSaga { .. } | Command::FailSaga { .. } => {}
+            Command::MarkPatch { .. }
+            | Command::CompleteSaga { .. }
+            | Command::FailSaga { .. }
+            | Command::EndCompensated { .. }
+            | Command::FailCompensation { .. }
+            | Command::EndCancelled { .. } => {}
         }
     }
 
@@ -236,16 +316,11 @@ impl SagaRun {
                     .map_err(|panic| RunError::Panicked(panic_message(&*panic)))?;
             if let Poll::Ready(result) = polled {
                 self.future = None;
-                lock(&self.state).issued.push(Issued {
-                    command: match result {
-                        Ok(output) => Command::CompleteSaga { output },
-                        Err(error) => Command::FailSaga { error },
-                    },
-                    location: None,
-                });
+                code_returned(&mut lock(&self.state), result);
             }
         }
         let mut state = lock(&self.state);
+        drive_compensation(&mut state);
         let issued = std::mem::take(&mut state.issued);
         if self.future.is_some() && issued.is_empty() && !state.has_pending_awaitables() {
             return Err(RunError::Blocked);
@@ -253,9 +328,9 @@ impl SagaRun {
         Ok(issued)
     }
 
-    /// Whether the saga code has returned.
+    /// Whether the saga has ended: nothing will ever run for it again.
     pub fn is_finished(&self) -> bool {
-        self.future.is_none()
+        lock(&self.state).phase == Phase::Ended
     }
 
     /// Whether the saga waits only for durable timers (no activity in flight): such a run need
@@ -276,6 +351,9 @@ impl SagaRun {
 
 /// The events that record `fact`, decided by the state machine it concerns.
 fn decide(state: &RunState, fact: Fact) -> Result<Vec<SagaEvent>, FactRejected> {
+    if state.phase == Phase::Ended {
+        return Ok(Vec::new());
+    }
     let machine = |step| {
         state
             .activities
@@ -320,6 +398,122 @@ fn decide(state: &RunState, fact: Fact) -> Result<Vec<SagaEvent>, FactRejected> 
             TimerKey::Resume => vec![SagaEvent::SagaResumed {}],
         },
         Fact::Resumed => vec![SagaEvent::SagaResumed {}],
+        Fact::Signal {
+            name,
+            payload,
+            signal_id,
+        } => {
+            if state.signal_ids.contains(&signal_id) || state.phase == Phase::Ended {
+                Vec::new()
+            } else {
+                vec![SagaEvent::SignalReceived {
+                    name,
+                    payload,
+                    signal_id,
+                }]
+            }
+        }
+        Fact::Cancel { reason } => {
+            if state.cancelled.is_some() || state.phase != Phase::Running {
+                Vec::new()
+            } else {
+                vec![SagaEvent::CancelRequested { reason }]
+            }
+        }
+        Fact::Terminate { reason } => {
+            if state.phase == Phase::Ended {
+                Vec::new()
+            } else {
+                vec![SagaEvent::SagaTerminated { reason }]
+            }
+        }
+        Fact::RetryCompensation => match state.phase {
+            Phase::CompensationFailed { .. } => vec![SagaEvent::CompensationRetried {}],
+            _ => Vec::new(),
+        },
+    })
+}
+
+/// The saga code returned: it completed, or its failure is compensated (if any completed step
+/// has a compensation), or it simply fails.
+fn code_returned(state: &mut RunState, result: Result<Value, SagaFailure>) {
+    let command = match result {
+        Ok(output) => {
+            state.phase = Phase::Ended;
+            Command::CompleteSaga { output }
+        }
+        Err(error) => {
+            let cancelled = state.cancelled.clone();
+            if has_compensations(state) {
+                state.phase = Phase::Compensating { error, cancelled };
+                return;
+            }
+            state.phase = Phase::Ended;
+            match cancelled {
+                Some(reason) => Command::EndCancelled { reason },
+                None => Command::FailSaga { error },
+            }
+        }
+    };
+    state.issued.push(Issued {
+        command,
+        location: None,
+    });
+}
+
+/// Moves the compensation on by one step, or ends it.
+fn drive_compensation(state: &mut RunState) {
+    let Phase::Compensating { error, cancelled } = state.phase.clone() else {
+        return;
+    };
+    let command = match next_compensation(state) {
+        Next::Wait => return,
+        Next::Schedule(forward) => {
+            state.schedule_compensation(forward);
+            return;
+        }
+        Next::Failed(step, failure) => {
+            state.phase = Phase::CompensationFailed {
+                error: error.clone(),
+                cancelled,
+            };
+            Command::FailCompensation {
+                error,
+                step,
+                reason: format!("the compensation (step {step}) failed: {failure}"),
+            }
+        }
+        Next::Done => {
+            state.phase = Phase::Ended;
+            match cancelled {
+                Some(reason) => Command::EndCancelled { reason },
+                None => Command::EndCompensated { error },
+            }
+        }
+    };
+    state.issued.push(Issued {
+        command,
+        location: None,
+    });
+}
+
+/// How a command ends the saga, if it does.
+fn end_of(command: &Command) -> Option<SagaEnd> {
+    Some(match command.clone() {
+        Command::CompleteSaga { output } => SagaEnd::Completed(output),
+        Command::FailSaga { error } => SagaEnd::Failed(error),
+        Command::EndCompensated { error } => SagaEnd::Compensated(error),
+        Command::FailCompensation {
+            error,
+            step,
+            reason,
+        } => SagaEnd::CompensationFailed {
+            error,
+            step,
+            reason,
+        },
+        Command::EndCancelled { reason } => SagaEnd::Cancelled { reason },
+        _ => return None,
     })
 }
 

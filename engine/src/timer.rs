@@ -14,7 +14,8 @@ use sagaflow_contracts::{SagaEvent, TimerSeq};
 
 use crate::state::{lock, RunState, Waiter};
 
-/// The future of `ctx.sleep(duration)`: resolves when the durable timer fires.
+/// The future of `ctx.sleep(duration)`: resolves when the durable timer fires, or with
+/// [`Cancelled`] when the saga is cancelled first.
 #[must_use = "a timer starts only when its future is awaited"]
 pub struct Sleep {
     pub(crate) state: Arc<Mutex<RunState>>,
@@ -24,21 +25,44 @@ pub struct Sleep {
 }
 
 impl Future for Sleep {
-    type Output = ();
+    type Output = Result<(), Cancelled>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let mut state = lock(&this.state);
+        if this.timer.is_none() {
+            if let Some(reason) = &state.cancelled {
+                return Poll::Ready(Err(Cancelled::new(reason)));
+            }
+        }
         let timer = *this
             .timer
             .get_or_insert_with(|| state.start_timer(this.duration, this.location));
         if state.timers[&timer].fired {
-            Poll::Ready(())
-        } else {
-            state
-                .wakers
-                .insert(Waiter::Timer(timer), cx.waker().clone());
-            Poll::Pending
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(reason) = &state.cancelled {
+            return Poll::Ready(Err(Cancelled::new(reason)));
+        }
+        state
+            .wakers
+            .insert(Waiter::Timer(timer), cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// The saga was cancelled while the code waited (a sleep, a signal). Return it (`?`) to let
+/// the compensations run, or handle it and go on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("the saga was cancelled: {reason}")]
+pub struct Cancelled {
+    pub reason: String,
+}
+
+impl Cancelled {
+    pub(crate) fn new(reason: &str) -> Self {
+        Cancelled {
+            reason: reason.to_owned(),
         }
     }
 }

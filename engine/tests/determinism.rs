@@ -101,7 +101,7 @@ fn a_new_sleep_before_a_recorded_step_is_caught() {
     let divergence = divergence(replay_with(|ctx, order| {
         Box::pin(async move {
             let _: serde_json::Value = ctx.activity("ValidatePaymentInfo", &order).await?;
-            ctx.sleep(std::time::Duration::from_secs(5)).await;
+            ctx.sleep(std::time::Duration::from_secs(5)).await?;
             let _: serde_json::Value = ctx.activity("ChargeCustomer", &order).await?;
             Ok(json!(null))
         })

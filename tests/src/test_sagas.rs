@@ -38,7 +38,7 @@ async fn payment_after_pause(
 ) -> Result<Receipt, SagaError> {
     let order = input.payment;
     let _: PaymentValidated = ctx.activity(VALIDATE_PAYMENT_INFO, &order).await?;
-    ctx.sleep(Duration::from_millis(input.pause_ms)).await;
+    ctx.sleep(Duration::from_millis(input.pause_ms)).await?;
     let charge: Charge = ctx.activity(CHARGE_CUSTOMER, &order).await?;
     let receipt = ReceiptRequest {
         email: order.email,

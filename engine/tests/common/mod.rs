@@ -111,6 +111,19 @@ impl Harness {
         self.handle(Fact::TimerFired { key, attempt })
     }
 
+    /// The (step, activity) of every step the saga scheduled, in order.
+    pub fn scheduled(&self) -> Vec<(u32, String)> {
+        self.history
+            .iter()
+            .filter_map(|e| match &e.event {
+                SagaEvent::ActivityScheduled { step, activity, .. } => {
+                    Some((step.0, activity.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The kinds of the recorded events, in order.
     pub fn kinds(&self) -> Vec<&'static str> {
         self.history.iter().map(|e| e.event.kind()).collect()
@@ -220,7 +233,7 @@ pub async fn payment_with_a_pause(
 ) -> Result<Receipt, SagaError> {
     let _: PaymentValidated = ctx.activity("ValidatePaymentInfo", &order).await?;
     let charge: Charge = ctx.activity("ChargeCustomer", &order).await?;
-    ctx.sleep(Duration::from_secs(86_400)).await;
+    ctx.sleep(Duration::from_secs(86_400)).await?;
     let receipt = ReceiptRequest {
         email: order.email,
         charge,
@@ -239,7 +252,59 @@ pub async fn approval_with_deadline(
         .await
     {
         Either::Left(approved) => Ok(approved?),
-        Either::Right(()) => Ok(format!("timed out at {}", ctx.now())),
+        Either::Right(slept) => {
+            slept?;
+            Ok(format!("timed out at {}", ctx.now()))
+        }
+    }
+}
+
+/// The demo saga with its compensation: a charge is refunded if the receipt fails.
+pub async fn payment_with_refund(
+    ctx: SagaContext,
+    order: PaymentRequest,
+) -> Result<Receipt, SagaError> {
+    let _: PaymentValidated = ctx.activity("ValidatePaymentInfo", &order).await?;
+    let charge: Charge = ctx
+        .activity("ChargeCustomer", &order)
+        .compensate_with_output(
+            "RefundCharge",
+            |charge: Charge| json!({ "charge_id": charge.charge_id }),
+        )
+        .await?;
+    let receipt = ReceiptRequest {
+        email: order.email,
+        charge,
+    };
+    Ok(ctx.activity("SendReceipt", &receipt).await?)
+}
+
+/// Reserves three things at once; the first failure fails the trip (the others may still be
+/// in flight).
+pub async fn book_trip(ctx: SagaContext, trip: String) -> Result<Vec<String>, SagaError> {
+    let reserve = |what: &'static str| {
+        ctx.activity::<String, _>(&format!("Reserve{what}"), &trip)
+            .compensate_with_output(&format!("Cancel{what}"), |id: String| id)
+    };
+    let (flight, hotel, car) =
+        futures::try_join!(reserve("Flight"), reserve("Hotel"), reserve("Car"))?;
+    Ok(vec![flight, hotel, car])
+}
+
+/// Waits for an "approved" signal for at most a day.
+pub async fn awaits_approval(ctx: SagaContext, _: ()) -> Result<String, SagaError> {
+    match ctx
+        .select(
+            ctx.signal::<String>("approved"),
+            ctx.sleep(Duration::from_secs(86_400)),
+        )
+        .await
+    {
+        Either::Left(approver) => Ok(format!("approved by {}", approver?)),
+        Either::Right(slept) => {
+            slept?;
+            Ok("no approval in time".into())
+        }
     }
 }
 
@@ -251,6 +316,12 @@ pub fn registry() -> SagaRegistry {
         .register("PaymentWithAPause", payment_with_a_pause)
         .unwrap()
         .register("ApprovalWithDeadline", approval_with_deadline)
+        .unwrap()
+        .register("PaymentWithRefund", payment_with_refund)
+        .unwrap()
+        .register("BookTrip", book_trip)
+        .unwrap()
+        .register("AwaitsApproval", awaits_approval)
         .unwrap();
     registry
 }
