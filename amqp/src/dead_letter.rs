@@ -126,6 +126,7 @@ pub fn dead_letter_message(
             .unwrap_or_default(),
         headers: copied,
         body: body.to_vec(),
+        ..Default::default()
     }
 }
 

@@ -4,7 +4,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 
 /// A message ready to publish: persistent JSON with an id, a type and string headers.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct OutgoingMessage {
     /// `""` for the default exchange, which routes to the queue named by `routing_key`.
     pub exchange: String,
@@ -14,6 +14,10 @@ pub struct OutgoingMessage {
     pub message_type: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The AMQP `correlation_id` property: set on a reply, copied from the request.
+    pub correlation_id: Option<String>,
+    /// The AMQP `reply_to` property: where the answer to this message goes.
+    pub reply_to: Option<String>,
 }
 
 impl OutgoingMessage {
@@ -25,12 +29,19 @@ impl OutgoingMessage {
                 AMQPValue::LongString(value.as_str().into()),
             );
         }
-        BasicProperties::default()
+        let mut properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into())
             .with_message_id(self.message_id.as_str().into())
             .with_type(self.message_type.as_str().into())
-            .with_headers(headers)
+            .with_headers(headers);
+        if let Some(id) = &self.correlation_id {
+            properties = properties.with_correlation_id(id.as_str().into());
+        }
+        if let Some(queue) = &self.reply_to {
+            properties = properties.with_reply_to(queue.as_str().into());
+        }
+        properties
     }
 }
 

@@ -278,6 +278,7 @@ impl Deployment {
             message_type: String::new(),
             headers: Vec::new(),
             body,
+            ..Default::default()
         };
         self.publisher
             .publish_confirmed(&message)

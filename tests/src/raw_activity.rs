@@ -124,6 +124,7 @@ impl RawActivity {
                 (headers::ATTEMPT.to_owned(), c.attempt.to_string()),
             ],
             body,
+            ..Default::default()
         }
     }
 }

@@ -35,6 +35,7 @@ pub(crate) fn result_message(
         headers: attempt_headers,
         // Ids, strings, numbers and JSON values: nothing in a result can fail to serialize.
         body: serde_json::to_vec(&result).expect("an ActivityResult serializes to JSON"),
+        ..Default::default()
     }
 }
 
@@ -57,6 +58,7 @@ pub(crate) fn heartbeat_message(
         headers: attempt_headers,
         // Ids, strings, numbers and JSON values: nothing in a heartbeat can fail to serialize.
         body: serde_json::to_vec(&heartbeat).expect("an ActivityHeartbeat serializes to JSON"),
+        ..Default::default()
     }
 }
 

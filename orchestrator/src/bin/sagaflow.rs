@@ -213,6 +213,7 @@ async fn publish_start(
         message_type: headers::message_type::START_SAGA.to_owned(),
         headers: Vec::new(),
         body: serde_json::to_vec(start)?,
+        ..Default::default()
     };
     publisher
         .publish_confirmed(&message)

@@ -345,6 +345,7 @@ impl Processor {
                 ),
             ],
             body: serde_json::to_vec(command).expect("an ActivityCommand serializes"),
+            ..Default::default()
         }
     }
 }

@@ -171,6 +171,7 @@ impl Processor {
                 .unwrap_or_default(),
             headers,
             body: delivery.data.clone(),
+            ..Default::default()
         };
         match self.publisher.publish_confirmed(&copy).await {
             Ok(()) => delivery.ack(BasicAckOptions::default()).await,

@@ -80,6 +80,7 @@ pub async fn claim_outbox_batch(tx: &mut Tx, limit: i64) -> Result<Vec<OutboxRow
                 message_type: r.message_type,
                 headers: r.headers.0,
                 body: r.body,
+                ..Default::default()
             },
         })
         .collect())
