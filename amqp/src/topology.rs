@@ -26,8 +26,8 @@ impl std::str::FromStr for QueueType {
     }
 }
 
-/// Declares the dead-letter exchange and queue, the start queue, the results queue and the
-/// heartbeats queue.
+/// Declares the dead-letter exchange and queue, the activity-cancels exchange, the start
+/// queue, the results queue and the heartbeats queue.
 pub async fn declare_core(
     channel: &Channel,
     topology: &Topology,
@@ -40,6 +40,15 @@ pub async fn declare_core(
     channel
         .exchange_declare(
             &topology.dead_letter_exchange(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    // Cancels of running attempts go to every service replica; nothing is kept for later.
+    channel
+        .exchange_declare(
+            &topology.activity_cancels_exchange(),
             ExchangeKind::Fanout,
             durable,
             FieldTable::default(),

@@ -121,6 +121,8 @@ proptest! {
         reasons.extend(decode::activity_result(&body).err().map(|e| e.to_string()));
         reasons.extend(decode::activity_command(&body).err().map(|e| e.to_string()));
         reasons.extend(decode::activity_heartbeat(&body).err().map(|e| e.to_string()));
+        reasons.extend(decode::signal_saga(&body).err().map(|e| e.to_string()));
+        reasons.extend(decode::saga_control(&body).err().map(|e| e.to_string()));
         for reason in &reasons {
             assert_reason(reason);
             let letter = dead_letter_message(&topology, &properties, &body, "prop.start", reason);

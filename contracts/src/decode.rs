@@ -6,7 +6,9 @@
 use serde::de::DeserializeOwned;
 
 use crate::reason::truncate;
-use crate::{ActivityCommand, ActivityHeartbeat, ActivityResult, StartSaga};
+use crate::{
+    ActivityCommand, ActivityHeartbeat, ActivityResult, SagaControl, SignalSaga, StartSaga,
+};
 
 /// The longest part of a serde error quoted in a [`DecodeError`], in bytes.
 pub const MAX_DETAIL_BYTES: usize = 300;
@@ -64,6 +66,16 @@ pub fn activity_command(body: &[u8]) -> Result<ActivityCommand, DecodeError> {
 /// The [`ActivityHeartbeat`] in `body`.
 pub fn activity_heartbeat(body: &[u8]) -> Result<ActivityHeartbeat, DecodeError> {
     decode(body, "ActivityHeartbeat")
+}
+
+/// The [`SignalSaga`] in `body`.
+pub fn signal_saga(body: &[u8]) -> Result<SignalSaga, DecodeError> {
+    decode(body, "SignalSaga")
+}
+
+/// The [`SagaControl`] in `body`.
+pub fn saga_control(body: &[u8]) -> Result<SagaControl, DecodeError> {
+    decode(body, "SagaControl")
 }
 
 fn decode<T: DeserializeOwned>(body: &[u8], expected: &'static str) -> Result<T, DecodeError> {

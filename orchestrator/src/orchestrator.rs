@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use sagaflow_amqp::{consume, declare_core, declare_dead_letter_watch, Publisher};
+use sagaflow_amqp::{consume, declare_core, declare_dead_letter_watch, declare_queue, Publisher};
 use sagaflow_contracts::{InvalidName, Topology};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -91,6 +91,9 @@ impl Orchestrator {
         let declaring = connection.create_channel().await?;
         declare_core(&declaring, &topology, config.queue_type).await?;
         declare_dead_letter_watch(&declaring, &topology, config.queue_type).await?;
+        for queue in [topology.signals_queue(), topology.control_queue()] {
+            declare_queue(&declaring, &topology, config.queue_type, &queue).await?;
+        }
 
         let outbox_ready = Arc::new(Notify::new());
         let timers_armed = Arc::new(Notify::new());
@@ -134,6 +137,8 @@ impl Orchestrator {
             (Inbound::Results, topology.results_queue()),
             (Inbound::Heartbeats, topology.heartbeats_queue()),
             (Inbound::DeadLetters, topology.dead_letter_watch_queue()),
+            (Inbound::Signals, topology.signals_queue()),
+            (Inbound::Control, topology.control_queue()),
         ] {
             let channel = connection.create_channel().await?;
             let processor = processor.clone();

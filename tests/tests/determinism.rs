@@ -26,6 +26,7 @@ async fn a_saga_whose_history_the_code_contradicts_is_stuck_with_the_reason() {
             attempt: 1,
             input_hash: None,
             options: None,
+            compensates: None,
         },
     ];
     sqlx::query(

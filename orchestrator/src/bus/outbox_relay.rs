@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use sagaflow_amqp::{declare_queue, PublishError, Publisher, QueueType};
-use sagaflow_contracts::Topology;
+use sagaflow_contracts::{headers, Topology};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -62,7 +62,8 @@ impl OutboxRelay {
         // exists even if no activity service has started yet, or the message would be lost.
         for row in &rows {
             let queue = &row.message.routing_key;
-            if row.message.exchange.is_empty() && !declared.contains(queue) {
+            let command = row.message.message_type == headers::message_type::ACTIVITY_COMMAND;
+            if command && row.message.exchange.is_empty() && !declared.contains(queue) {
                 declare_queue(
                     self.publisher.channel(),
                     &self.topology,
@@ -90,12 +91,25 @@ impl OutboxRelay {
             match outcome {
                 Ok(()) => published.push(row.id),
                 Err(PublishError::Channel { source, .. }) => broken = Some(source),
-                Err(PublishError::Unroutable { routing_key }) => {
+                // Only an activity command must reach its queue (declared above, so it was
+                // deleted meanwhile: declare it again, retry). A reply whose caller is gone, or a
+                // cancel no service listens to, has no one to tell: it is done.
+                Err(PublishError::Unroutable { routing_key })
+                    if row.message.message_type == headers::message_type::ACTIVITY_COMMAND =>
+                {
                     tracing::warn!(
                         queue = routing_key,
                         "unroutable (queue deleted?); redeclaring and retrying later"
                     );
                     declared.remove(&routing_key);
+                }
+                Err(PublishError::Unroutable { routing_key }) => {
+                    tracing::info!(
+                        routing_key,
+                        message_type = row.message.message_type,
+                        "no one listens for this message any more; dropped"
+                    );
+                    published.push(row.id);
                 }
                 Err(error) => tracing::warn!(%error, "not published; retrying later"),
             }

@@ -4,7 +4,10 @@
 
 use chrono::{DateTime, Utc};
 use sagaflow_amqp::OutgoingMessage;
-use sagaflow_contracts::{headers, ActivityCommand, IdempotencyKey, SagaId, SagaStatus};
+use sagaflow_contracts::{
+    headers, ActivityCancel, ActivityCommand, IdempotencyKey, SagaEvent, SagaFinished, SagaId,
+    SagaStatus,
+};
 use sagaflow_engine::{
     Activation, Effect, Fact, FactRejected, ReplayError, Replayed, SagaEnd, SagaRun,
 };
@@ -15,12 +18,31 @@ use crate::cache::CachedSaga;
 use crate::store::{self, ParkedFact, SagaUpdate, Tx};
 use sagaflow_process::crash_point;
 
-/// Where a saga's history stands when an activation is committed.
+/// Where a saga's history stands when an activation is committed, and who waits for its end.
 pub(crate) struct Position {
     pub saga: SagaId,
     pub next_event_seq: i64,
     /// The saga's status before the activation.
     pub status: SagaStatus,
+    pub saga_type: String,
+    pub start_key: Option<String>,
+    /// The start message's `reply_to` and `correlation_id`.
+    pub reply_to: Option<String>,
+    pub correlation_id: Option<String>,
+}
+
+impl Position {
+    fn of(saga: &store::SagaRow) -> Self {
+        Position {
+            saga: saga.id,
+            next_event_seq: saga.next_event_seq,
+            status: saga.status,
+            saga_type: saga.saga_type.clone(),
+            start_key: saga.start_key.clone(),
+            reply_to: saga.reply_to.clone(),
+            correlation_id: saga.correlation_id.clone(),
+        }
+    }
 }
 
 impl Processor {
@@ -45,9 +67,26 @@ impl Processor {
         }
         let resume = matches!(fact, Fact::Resumed);
         match saga.status {
-            SagaStatus::Completed | SagaStatus::Failed => {
-                tracing::info!(%saga_id, status = %saga.status, "fact for a saga that has ended; ignored");
+            status if status.is_final() => {
+                tracing::info!(%saga_id, %status, "fact for a saga that has ended; ignored");
                 return self.settle_only(tx, fired_timer).await;
+            }
+            SagaStatus::Stuck if matches!(fact, Fact::Terminate { .. }) => {
+                // Its code cannot run, but it can be stopped.
+                let Fact::Terminate { reason } = fact else {
+                    unreachable!("matched above")
+                };
+                store::take_parked_facts(&mut tx, saga_id).await?;
+                let activation = Activation {
+                    events: vec![SagaEvent::SagaTerminated {
+                        reason: reason.clone(),
+                    }],
+                    end: Some(SagaEnd::Terminated { reason }),
+                    ..Activation::default()
+                };
+                self.commit(tx, &Position::of(&saga), activation, None, fired_timer, now)
+                    .await?;
+                return Ok(Disposition::Ack);
             }
             SagaStatus::Stuck if !resume => {
                 // Kept in order for when the saga's code is fixed and it is resumed.
@@ -61,14 +100,10 @@ impl Processor {
                 tracing::info!(%saga_id, "resume of a saga that is not stuck; nothing to do");
                 return self.settle_only(tx, fired_timer).await;
             }
-            SagaStatus::Running | SagaStatus::Stuck => {}
+            _ => {}
         }
 
-        let position = Position {
-            saga: saga_id,
-            next_event_seq: saga.next_event_seq,
-            status: saga.status,
-        };
+        let position = Position::of(&saga);
         let cached = self
             .cache
             .take(saga_id)
@@ -145,7 +180,7 @@ impl Processor {
                 },
             );
         } else {
-            self.commit(tx, &position, activation, run, fired_timer, now)
+            self.commit(tx, &position, activation, Some(run), fired_timer, now)
                 .await?;
         }
         Ok(rejected.map_or(Disposition::Ack, Disposition::DeadLetter))
@@ -172,7 +207,7 @@ impl Processor {
         mut tx: Tx,
         position: &Position,
         activation: Activation,
-        run: SagaRun,
+        run: Option<SagaRun>,
         fired_timer: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<(), ProcessError> {
@@ -243,19 +278,28 @@ impl Processor {
                 Effect::CancelStepTimers { step } => {
                     store::cancel_step_timers(&mut tx, saga, *step).await?
                 }
+                Effect::CancelActivity {
+                    step,
+                    activity,
+                    attempt,
+                    reason,
+                } => messages.push(self.activity_cancel(&ActivityCancel {
+                    saga_id: saga,
+                    step: *step,
+                    activity: activity.clone(),
+                    attempt: *attempt,
+                    reason: reason.clone(),
+                })),
+            }
+        }
+        let (status, output, error) = outcome(activation.end.as_ref());
+        if status.is_final() {
+            store::cancel_all_timers(&mut tx, saga).await?;
+            if let Some(reply) = self.reply(position, status, &output, &error) {
+                messages.push(reply);
             }
         }
         store::enqueue_outbox(&mut tx, saga, &messages).await?;
-        let (status, output, error) = match &activation.end {
-            Some(SagaEnd::Completed(output)) => (SagaStatus::Completed, Some(output.clone()), None),
-            Some(SagaEnd::Failed(error)) => {
-                (SagaStatus::Failed, None, serde_json::to_value(error).ok())
-            }
-            None => (SagaStatus::Running, None, None),
-        };
-        if status.is_final() {
-            store::cancel_all_timers(&mut tx, saga).await?;
-        }
         let update = SagaUpdate {
             status,
             next_event_seq,
@@ -282,19 +326,24 @@ impl Processor {
         if position.status == SagaStatus::Stuck {
             tracing::info!(%saga, "saga resumed");
         }
-        if status == SagaStatus::Running {
+        match run {
             // A saga that only sleeps costs a row, not memory: it is replayed when it wakes.
-            if !run.waits_only_on_timers() {
+            Some(run) if status == SagaStatus::Running && !run.waits_only_on_timers() => {
                 self.cache.put(
                     saga,
                     CachedSaga {
                         run,
                         next_event_seq,
                     },
-                );
+                )
             }
-        } else {
-            tracing::info!(%saga, %status, "saga finished");
+            _ if status.is_final() => tracing::info!(%saga, %status, "saga finished"),
+            _ if status == SagaStatus::CompensationFailed => tracing::error!(
+                %saga,
+                ?error,
+                "a compensation failed; the saga waits for `sagaflow retry-compensation`"
+            ),
+            _ => {}
         }
         Ok(())
     }
@@ -321,6 +370,49 @@ impl Processor {
         tx.commit().await?;
         tracing::error!(saga = %position.saga, reason, "saga is stuck");
         Ok(())
+    }
+
+    /// The `SagaFinished` message for the caller of a saga that ended, if it asked for one.
+    fn reply(
+        &self,
+        position: &Position,
+        status: SagaStatus,
+        output: &Option<serde_json::Value>,
+        error: &Option<serde_json::Value>,
+    ) -> Option<OutgoingMessage> {
+        let reply_to = position.reply_to.clone()?;
+        let finished = SagaFinished {
+            saga_id: Some(position.saga),
+            saga_type: position.saga_type.clone(),
+            start_key: position.start_key.clone(),
+            status: status.as_str().to_owned(),
+            output: output.clone(),
+            error: error.clone(),
+        };
+        Some(finished_message(
+            &finished,
+            reply_to,
+            position.correlation_id.clone(),
+        ))
+    }
+
+    fn activity_cancel(&self, cancel: &ActivityCancel) -> OutgoingMessage {
+        OutgoingMessage {
+            exchange: self.topology.activity_cancels_exchange(),
+            routing_key: String::new(),
+            message_id: format!(
+                "{}/{}/{}/cancel",
+                cancel.saga_id, cancel.step, cancel.attempt
+            ),
+            message_type: headers::message_type::ACTIVITY_CANCEL.to_owned(),
+            headers: vec![
+                (headers::SAGA_ID.to_owned(), cancel.saga_id.to_string()),
+                (headers::STEP.to_owned(), cancel.step.to_string()),
+                (headers::ATTEMPT.to_owned(), cancel.attempt.to_string()),
+            ],
+            body: serde_json::to_vec(cancel).expect("an ActivityCancel serializes"),
+            ..Default::default()
+        }
     }
 
     fn activity_command(&self, command: &ActivityCommand) -> OutgoingMessage {
@@ -350,6 +442,68 @@ impl Processor {
     }
 }
 
+/// The `SagaFinished` message `finished`, for `reply_to`.
+pub(crate) fn finished_message(
+    finished: &SagaFinished,
+    reply_to: String,
+    correlation_id: Option<String>,
+) -> OutgoingMessage {
+    OutgoingMessage {
+        exchange: String::new(),
+        routing_key: reply_to,
+        message_id: uuid::Uuid::new_v4().to_string(),
+        message_type: headers::message_type::SAGA_FINISHED.to_owned(),
+        body: serde_json::to_vec(finished).expect("a SagaFinished serializes"),
+        correlation_id,
+        ..Default::default()
+    }
+}
+
+/// The saga's status after an activation that ended as `end`, with its output or error.
+fn outcome(
+    end: Option<&SagaEnd>,
+) -> (
+    SagaStatus,
+    Option<serde_json::Value>,
+    Option<serde_json::Value>,
+) {
+    match end {
+        None => (SagaStatus::Running, None, None),
+        Some(SagaEnd::Completed(output)) => (SagaStatus::Completed, Some(output.clone()), None),
+        Some(SagaEnd::Failed(error)) => {
+            (SagaStatus::Failed, None, serde_json::to_value(error).ok())
+        }
+        Some(SagaEnd::Compensated(error)) => (
+            SagaStatus::Compensated,
+            None,
+            serde_json::to_value(error).ok(),
+        ),
+        Some(SagaEnd::CompensationFailed {
+            error,
+            step,
+            reason,
+        }) => (
+            SagaStatus::CompensationFailed,
+            None,
+            Some(json!({
+                "message": error.message,
+                "details": error.details,
+                "compensation": { "step": step, "reason": reason },
+            })),
+        ),
+        Some(SagaEnd::Cancelled { reason }) => (
+            SagaStatus::Cancelled,
+            None,
+            Some(json!({ "reason": reason })),
+        ),
+        Some(SagaEnd::Terminated { reason }) => (
+            SagaStatus::Terminated,
+            None,
+            Some(json!({ "reason": reason })),
+        ),
+    }
+}
+
 /// How `fact` waits while its saga is stuck.
 fn parked(fact: &Fact) -> Option<ParkedFact> {
     match fact {
@@ -368,7 +522,11 @@ fn parked(fact: &Fact) -> Option<ParkedFact> {
             key: key.to_string(),
             attempt: *attempt,
         }),
-        Fact::Resumed => None,
+        Fact::Resumed
+        | Fact::Signal { .. }
+        | Fact::Cancel { .. }
+        | Fact::Terminate { .. }
+        | Fact::RetryCompensation => None,
     }
 }
 

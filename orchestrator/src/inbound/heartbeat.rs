@@ -15,12 +15,8 @@ impl Processor {
         &self,
         delivery: &Delivery,
     ) -> Result<Disposition, ProcessError> {
-        if delivery.data.len() > self.max_message_bytes {
-            return Ok(Disposition::DeadLetter(format!(
-                "message of {} bytes exceeds the limit of {} bytes",
-                delivery.data.len(),
-                self.max_message_bytes
-            )));
+        if let Some(too_large) = self.too_large(delivery) {
+            return Ok(too_large);
         }
         let heartbeat: ActivityHeartbeat =
             match sagaflow_contracts::decode::activity_heartbeat(&delivery.data) {

@@ -5,9 +5,11 @@
 //! (`heartbeat.rs`) only move a timer. A message is settled only after its commit.
 
 mod advance;
+mod control;
 mod dead_letters;
 mod heartbeat;
 mod result;
+mod signal;
 mod start;
 mod timer;
 
@@ -66,6 +68,8 @@ pub enum Inbound {
     Heartbeats,
     /// Copies of dead-lettered messages, watched for activity commands.
     DeadLetters,
+    Signals,
+    Control,
 }
 
 /// How long a start of an unknown saga type waits before it is put back.
@@ -80,6 +84,8 @@ impl Processor {
             Inbound::Results => self.topology.results_queue(),
             Inbound::Heartbeats => self.topology.heartbeats_queue(),
             Inbound::DeadLetters => self.topology.dead_letter_watch_queue(),
+            Inbound::Signals => self.topology.signals_queue(),
+            Inbound::Control => self.topology.control_queue(),
         };
         let processing = if let Err(reason) = sagaflow_amqp::check_properties(&delivery.properties)
         {
@@ -90,6 +96,8 @@ impl Processor {
                 Inbound::Results => self.record_result(&delivery).boxed(),
                 Inbound::Heartbeats => self.record_heartbeat(&delivery).boxed(),
                 Inbound::DeadLetters => self.notice_dead_letter(&delivery).boxed(),
+                Inbound::Signals => self.deliver_signal(&delivery).boxed(),
+                Inbound::Control => self.control_saga(&delivery).boxed(),
             }
         };
         // A bug of ours must not leave the message unacked forever, nor crash-loop every
@@ -115,6 +123,9 @@ impl Processor {
             }
             (_, other) => other,
         };
+        if let (Inbound::Start, Ok(Disposition::DeadLetter(reason))) = (inbound, &disposition) {
+            self.reply_rejected(&delivery, reason).await;
+        }
         let settled = match disposition {
             Ok(Disposition::Ack) => delivery.ack(BasicAckOptions::default()).await,
             Ok(Disposition::DeadLetter(reason)) => {
@@ -143,6 +154,43 @@ impl Processor {
         if let Err(error) = settled {
             // The channel is gone; the broker redelivers the message, and it is a duplicate then.
             tracing::warn!(%error, queue, "could not settle a delivery");
+        }
+    }
+
+    /// A dead-letter disposition for a body over the size limit.
+    pub(crate) fn too_large(&self, delivery: &Delivery) -> Option<Disposition> {
+        (delivery.data.len() > self.max_message_bytes).then(|| {
+            Disposition::DeadLetter(format!(
+                "message of {} bytes exceeds the limit of {} bytes (SAGAFLOW_MAX_MESSAGE_BYTES)",
+                delivery.data.len(),
+                self.max_message_bytes
+            ))
+        })
+    }
+
+    /// Tells the caller of a start that is dead-lettered why, if it asked for the outcome, so
+    /// that it need not wait. Best effort: the dead letter keeps the reason too.
+    async fn reply_rejected(&self, delivery: &Delivery, reason: &str) {
+        let (Some(reply_to), correlation_id) = start::reply_address(delivery) else {
+            return;
+        };
+        let start = sagaflow_contracts::decode::start_saga(&delivery.data).ok();
+        let finished = sagaflow_contracts::SagaFinished {
+            saga_id: None,
+            saga_type: start
+                .as_ref()
+                .map(|s| sagaflow_contracts::reason::truncate(&s.saga_type, 100).into_owned())
+                .unwrap_or_default(),
+            start_key: start.and_then(|s| s.start_key),
+            status: "rejected".to_owned(),
+            output: None,
+            error: Some(serde_json::json!({
+                "reason": sagaflow_contracts::reason::bounded(reason)
+            })),
+        };
+        let reply = advance::finished_message(&finished, reply_to, correlation_id);
+        if let Err(error) = self.publisher.publish_confirmed(&reply).await {
+            tracing::warn!(%error, "could not tell the caller its start was rejected");
         }
     }
 

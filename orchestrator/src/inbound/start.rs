@@ -20,12 +20,8 @@ impl Processor {
         &self,
         delivery: &Delivery,
     ) -> Result<Disposition, ProcessError> {
-        if delivery.data.len() > self.max_message_bytes {
-            return Ok(Disposition::DeadLetter(format!(
-                "message of {} bytes exceeds the limit of {} bytes",
-                delivery.data.len(),
-                self.max_message_bytes
-            )));
+        if let Some(too_large) = self.too_large(delivery) {
+            return Ok(too_large);
         }
         let start: StartSaga = match sagaflow_contracts::decode::start_saga(&delivery.data) {
             Ok(start) => start,
@@ -62,7 +58,8 @@ impl Processor {
         }
         let saga_id = SagaId::new_random();
         let span = tracing::info_span!("start_saga", %saga_id, saga_type = %start.saga_type);
-        self.insert_and_start(saga_id, start, start_key, definition)
+        let reply = reply_address(delivery);
+        self.insert_and_start(saga_id, start, start_key, reply, definition)
             .instrument(span)
             .await
     }
@@ -117,15 +114,19 @@ impl Processor {
         saga_id: SagaId,
         start: StartSaga,
         start_key: String,
+        reply: (Option<String>, Option<String>),
         definition: &SagaDefinition,
     ) -> Result<Disposition, ProcessError> {
         let now = Utc::now();
         let mut tx = self.pool.begin().await?;
+        let (reply_to, correlation_id) = reply;
         let new_saga = NewSaga {
             id: saga_id,
             saga_type: &start.saga_type,
             input: &start.input,
             start_key: Some(&start_key),
+            reply_to: reply_to.as_deref(),
+            correlation_id: correlation_id.as_deref(),
         };
         if !store::insert_saga(&mut tx, new_saga).await? {
             tracing::info!(
@@ -138,7 +139,7 @@ impl Processor {
             definition,
             saga_id,
             start.input,
-            Some(start_key),
+            Some(start_key.clone()),
             now,
             self.defaults.clone(),
         ) {
@@ -149,9 +150,25 @@ impl Processor {
             saga: saga_id,
             next_event_seq: 0,
             status: SagaStatus::Running,
+            saga_type: start.saga_type,
+            start_key: Some(start_key),
+            reply_to,
+            correlation_id,
         };
-        self.commit(tx, &position, activation, run, None, now)
+        self.commit(tx, &position, activation, Some(run), None, now)
             .await?;
         Ok(Disposition::Ack)
     }
+}
+
+/// The start's `reply_to` queue and `correlation_id`, if it asked for its outcome.
+pub(crate) fn reply_address(delivery: &Delivery) -> (Option<String>, Option<String>) {
+    let props = &delivery.properties;
+    let reply_to = props
+        .reply_to()
+        .as_ref()
+        .map(|q| q.to_string())
+        .filter(|q| !q.is_empty());
+    let correlation_id = props.correlation_id().as_ref().map(|id| id.to_string());
+    (reply_to, correlation_id)
 }

@@ -28,12 +28,16 @@ pub async fn enqueue_outbox(
         .map(|m| serde_json::to_value(&m.headers).map_err(|e| sqlx::Error::Encode(e.into())))
         .collect::<Result<Vec<_>, _>>()?;
     let bodies: Vec<&[u8]> = messages.iter().map(|m| m.body.as_slice()).collect();
+    let correlation_ids: Vec<Option<&str>> = messages
+        .iter()
+        .map(|m| m.correlation_id.as_deref())
+        .collect();
     // One statement for all of an advance's messages, in their order.
     sqlx::query(
-        "INSERT INTO outbox (saga_id, exchange, routing_key, message_id, message_type, headers, body)
-         SELECT $1, exchange, routing_key, message_id, message_type, headers, body
-         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::bytea[])
-         WITH ORDINALITY AS m(exchange, routing_key, message_id, message_type, headers, body, n)
+        "INSERT INTO outbox (saga_id, exchange, routing_key, message_id, message_type, headers, body, correlation_id)
+         SELECT $1, exchange, routing_key, message_id, message_type, headers, body, correlation_id
+         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::bytea[], $8::text[])
+         WITH ORDINALITY AS m(exchange, routing_key, message_id, message_type, headers, body, correlation_id, n)
          ORDER BY n",
     )
     .bind(saga.0)
@@ -43,6 +47,7 @@ pub async fn enqueue_outbox(
     .bind(column(|m| &m.message_type))
     .bind(headers)
     .bind(bodies)
+    .bind(correlation_ids)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -61,9 +66,10 @@ pub async fn claim_outbox_batch(tx: &mut Tx, limit: i64) -> Result<Vec<OutboxRow
         message_type: String,
         headers: sqlx::types::Json<Vec<(String, String)>>,
         body: Vec<u8>,
+        correlation_id: Option<String>,
     }
     let records: Vec<Record> = sqlx::query_as(
-        "SELECT id, exchange, routing_key, message_id, message_type, headers, body
+        "SELECT id, exchange, routing_key, message_id, message_type, headers, body, correlation_id
          FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
     )
     .bind(limit)
@@ -80,6 +86,7 @@ pub async fn claim_outbox_batch(tx: &mut Tx, limit: i64) -> Result<Vec<OutboxRow
                 message_type: r.message_type,
                 headers: r.headers.0,
                 body: r.body,
+                correlation_id: r.correlation_id,
                 ..Default::default()
             },
         })

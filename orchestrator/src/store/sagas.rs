@@ -18,9 +18,12 @@ pub struct SagaRow {
     pub start_key: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Where the outcome goes when the saga ends, with its correlation id.
+    pub reply_to: Option<String>,
+    pub correlation_id: Option<String>,
 }
 
-const COLUMNS: &str = "id, saga_type, status, input, output, error, next_event_seq, start_key, created_at, updated_at";
+const COLUMNS: &str = "id, saga_type, status, input, output, error, next_event_seq, start_key, created_at, updated_at, reply_to, correlation_id";
 
 fn saga_row(row: sqlx::postgres::PgRow) -> Result<SagaRow, sqlx::Error> {
     let status: String = row.try_get("status")?;
@@ -37,6 +40,8 @@ fn saga_row(row: sqlx::postgres::PgRow) -> Result<SagaRow, sqlx::Error> {
         start_key: row.try_get("start_key")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        reply_to: row.try_get("reply_to")?,
+        correlation_id: row.try_get("correlation_id")?,
     })
 }
 
@@ -46,20 +51,24 @@ pub struct NewSaga<'a> {
     pub saga_type: &'a str,
     pub input: &'a Value,
     pub start_key: Option<&'a str>,
+    pub reply_to: Option<&'a str>,
+    pub correlation_id: Option<&'a str>,
 }
 
 /// Inserts a running saga with no events yet. Returns `false`, inserting nothing, when a saga of
 /// the same type already has this start key: the start is a duplicate.
 pub async fn insert_saga(tx: &mut Tx, saga: NewSaga<'_>) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
-        "INSERT INTO sagas (id, saga_type, status, input, next_event_seq, start_key)
-         VALUES ($1, $2, 'running', $3, 0, $4)
+        "INSERT INTO sagas (id, saga_type, status, input, next_event_seq, start_key, reply_to, correlation_id)
+         VALUES ($1, $2, 'running', $3, 0, $4, $5, $6)
          ON CONFLICT (saga_type, start_key) DO NOTHING",
     )
     .bind(saga.id.0)
     .bind(saga.saga_type)
     .bind(saga.input)
     .bind(saga.start_key)
+    .bind(saga.reply_to)
+    .bind(saga.correlation_id)
     .execute(&mut **tx)
     .await?
     .rows_affected();
