@@ -1,5 +1,5 @@
-//! What a handler knows about the command it runs, and how it reports progress:
-//! [`ActivityContext`].
+//! What a handler knows about the command it runs, how it reports progress, and how it learns
+//! that the attempt was cancelled: [`ActivityContext`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,11 +9,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::cancel::Cancellation;
 use crate::heartbeat::{bounded_details, Heartbeats};
 
-/// The saga step an activity handler is running, and the attempt's heartbeats.
+/// The saga step an activity handler is running, the attempt's heartbeats and its cancellation.
 ///
-/// Cheap to clone; clones share the attempt's heartbeats.
+/// Cheap to clone; clones share the attempt's heartbeats and cancellation.
 #[derive(Debug, Clone)]
 pub struct ActivityContext {
     saga_id: SagaId,
@@ -25,12 +26,15 @@ pub struct ActivityContext {
     heartbeat_details: Option<Value>,
     /// `None` for a context built with [`ActivityContext::from_command`].
     heartbeats: Option<Arc<Heartbeats>>,
+    /// Never tripped for a context built with [`ActivityContext::from_command`].
+    cancellation: Cancellation,
 }
 
 impl ActivityContext {
     /// The context of `command`. The worker builds it for you; this is for calling a handler
     /// directly, e.g. in a test. Such a context has no broker: its
-    /// [`heartbeat`](ActivityContext::heartbeat) does nothing.
+    /// [`heartbeat`](ActivityContext::heartbeat) does nothing and it is never
+    /// [cancelled](ActivityContext::is_cancelled).
     pub fn from_command(command: &ActivityCommand) -> Self {
         ActivityContext {
             saga_id: command.saga_id,
@@ -41,13 +45,20 @@ impl ActivityContext {
             heartbeat_timeout: command.heartbeat_timeout_ms.map(Duration::from_millis),
             heartbeat_details: command.heartbeat_details.clone(),
             heartbeats: None,
+            cancellation: Cancellation::default(),
         }
     }
 
-    /// The context of `command`, whose heartbeats `heartbeats` publishes.
-    pub(crate) fn with_heartbeats(command: &ActivityCommand, heartbeats: Arc<Heartbeats>) -> Self {
+    /// The context of `command`, whose heartbeats `heartbeats` publishes and which the
+    /// orchestrator cancels through `cancellation`.
+    pub(crate) fn running(
+        command: &ActivityCommand,
+        heartbeats: Arc<Heartbeats>,
+        cancellation: Cancellation,
+    ) -> Self {
         ActivityContext {
             heartbeats: Some(heartbeats),
+            cancellation,
             ..Self::from_command(command)
         }
     }
@@ -139,6 +150,50 @@ impl ActivityContext {
         };
         heartbeats.beat(details);
     }
+
+    /// Whether the orchestrator cancelled this attempt: its saga was cancelled or terminated
+    /// while the attempt ran (an [`ActivityCancel`](crate::contracts::ActivityCancel) named
+    /// it). Check it between units of work; stop as soon as you can and return
+    /// `Err(ActivityError::permanent(error_kinds::CANCELLED, …))`
+    /// ([`error_kinds::CANCELLED`](crate::contracts::error_kinds::CANCELLED)). Leave the
+    /// effects already done consistent: the saga's compensations undo completed steps only.
+    ///
+    /// Cancellation is best effort: a handler may also never learn it (the cancel was lost,
+    /// or arrived after the handler finished), and the orchestrator copes with either result.
+    /// Always `false` on a context built with [`from_command`](ActivityContext::from_command).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancellation.token().is_cancelled()
+    }
+
+    /// Resolves when the orchestrator cancels this attempt (see
+    /// [`is_cancelled`](ActivityContext::is_cancelled)); never on a context built with
+    /// [`from_command`](ActivityContext::from_command). Race it against the work with
+    /// `tokio::select!`:
+    ///
+    /// ```no_run
+    /// # use sagaflow_sdk::{ActivityContext, ActivityError, contracts::error_kinds};
+    /// # async fn long_work() -> Result<u64, ActivityError> { Ok(1) }
+    /// async fn import(ctx: ActivityContext, _file: String) -> Result<u64, ActivityError> {
+    ///     tokio::select! {
+    ///         rows = long_work() => rows,
+    ///         () = ctx.cancelled() => Err(ActivityError::permanent(
+    ///             error_kinds::CANCELLED,
+    ///             format!("stopped: {}", ctx.cancellation_reason().unwrap_or_default()),
+    ///         )),
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// Cancel safe; dropping it stops nothing.
+    pub async fn cancelled(&self) {
+        self.cancellation.token().cancelled().await
+    }
+
+    /// Why the orchestrator cancelled this attempt (at most 512 bytes of the cancel's reason),
+    /// once [`is_cancelled`](ActivityContext::is_cancelled); `None` before.
+    pub fn cancellation_reason(&self) -> Option<String> {
+        self.cancellation.reason()
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +243,36 @@ mod tests {
         assert_eq!(ctx.heartbeat_details::<Progress>(), None);
         let ctx = ActivityContext::from_command(&command(None));
         assert_eq!(ctx.heartbeat_details::<Progress>(), None);
+    }
+
+    #[tokio::test]
+    async fn a_context_built_from_a_command_is_never_cancelled() {
+        let ctx = ActivityContext::from_command(&command(None));
+        assert!(!ctx.is_cancelled());
+        assert_eq!(ctx.cancellation_reason(), None);
+        let waited = tokio::time::timeout(Duration::from_millis(10), ctx.cancelled()).await;
+        assert!(waited.is_err(), "cancelled() resolved on a test context");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_attempt_wakes_its_handler_with_the_reason() {
+        let cancellation = Cancellation::default();
+        let ctx = ActivityContext {
+            cancellation: cancellation.clone(),
+            ..ActivityContext::from_command(&command(None))
+        };
+        let handler = ctx.clone();
+        let waiting = tokio::spawn(async move { handler.cancelled().await });
+        cancellation.cancel("the saga was cancelled");
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("cancelled() did not resolve within 5 s")
+            .unwrap();
+        assert!(ctx.is_cancelled());
+        assert_eq!(
+            ctx.cancellation_reason().as_deref(),
+            Some("the saga was cancelled")
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! `retryable: true` and the orchestrator sends the next attempt when the step's retry policy
 //! says so ([`ActivityContext::attempt`]). A long handler reports progress with
 //! [`ActivityContext::heartbeat`], and a retry reads it back with
-//! [`ActivityContext::heartbeat_details`].
+//! [`ActivityContext::heartbeat_details`]. When its saga is cancelled or terminated, the
+//! orchestrator cancels the running attempt: [`ActivityContext::cancelled`] resolves and
+//! [`ActivityContext::is_cancelled`] turns `true`, so the handler can stop early.
 //!
 //! ```no_run
 //! use sagaflow_sdk::{ActivityContext, ActivityError, ActivityWorker, WorkerArgs};
@@ -43,6 +45,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cancel;
 mod config;
 mod context;
 mod delivery;

@@ -1,11 +1,17 @@
 //! For services that keep their effects in PostgreSQL, the usual way to do an effect once per
 //! idempotency key (a `UNIQUE` key column, `INSERT … ON CONFLICT DO NOTHING`, read the row back).
 //! Enabled by the `postgres` feature.
+//!
+//! [`ReservationTable`] is that pattern for the demo `BookTrip` services' reservations.
+
+mod reservations;
 
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
+
+pub use reservations::ReservationTable;
 
 /// How long to wait for PostgreSQL: at start-up, and for a pooled connection.
 const DATABASE_TIMEOUT: Duration = Duration::from_secs(10);

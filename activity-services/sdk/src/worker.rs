@@ -5,6 +5,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::ExchangeKind;
+
 use sagaflow_amqp::{
     consume, dead_letter, declare_activity_queue, declare_core, header, Channel, ConnectError,
     Connection, ConsumeError, Delivery, OutgoingMessage, PublishError, Publisher,
@@ -18,6 +25,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::cancel::{parse_cancel, CancelMatch, InFlightAttempts};
 use crate::delivery::check_delivery;
 use crate::handler::{erase, ErasedHandler};
 use crate::heartbeat::Heartbeats;
@@ -94,6 +102,17 @@ pub enum WorkerError {
         /// The queue.
         queue: String,
     },
+    /// The broker connection failed while listening for
+    /// [`ActivityCancel`](sagaflow_contracts::ActivityCancel)s on the worker's own queue. Start
+    /// the service again; unacked commands are redelivered.
+    #[error("listening for activity cancels on {queue:?} failed: {source}. Start the service again; unacked commands are redelivered")]
+    CancelsConsumer {
+        /// The worker's server-named cancels queue.
+        queue: String,
+        /// The broker's answer.
+        #[source]
+        source: lapin::Error,
+    },
     /// The SIGTERM/SIGINT handlers could not be installed
     /// ([`ActivityWorker::run_until_signalled`]).
     #[error("cannot listen for SIGTERM/SIGINT: {0}")]
@@ -154,6 +173,11 @@ impl ActivityWorker {
     /// Connects, declares the topology and the queue of every registered activity, and consumes
     /// them until `shutdown` is cancelled. Then it stops taking commands, finishes those in
     /// flight, closes the connection and returns `Ok`.
+    ///
+    /// It also binds a queue of its own (server-named, exclusive, auto-delete) to the fanout
+    /// exchange `<namespace>.activity-cancels` and trips the cancellation of the running attempt
+    /// each [`ActivityCancel`](sagaflow_contracts::ActivityCancel) names (see
+    /// [`ActivityContext::cancelled`]), also while in-flight attempts finish at shutdown.
     ///
     /// Returns an error when it cannot start or when the broker connection fails while running;
     /// see [`WorkerError`].
@@ -259,6 +283,8 @@ async fn serve(
         stop: shutdown.child_token(),
         first: Mutex::new(None),
     });
+    let in_flight = InFlightAttempts::new(activities.iter().map(|(name, _)| name.clone()));
+    let cancels = declare_cancels_queue(connection, topology).await?;
     let mut consumers = Vec::with_capacity(activities.len());
     for (activity, handler) in activities {
         let queue = topology.activity_queue(&activity);
@@ -280,6 +306,7 @@ async fn serve(
             topology: topology.clone(),
             max_message_bytes: config.max_message_bytes,
             failure: Arc::clone(&failure),
+            in_flight: Arc::clone(&in_flight),
         });
         consumers.push(consume_queue(channel, queue, config.concurrency));
     }
@@ -287,9 +314,165 @@ async fn serve(
         concurrency = config.concurrency,
         "consuming activity commands"
     );
-    futures::future::join_all(consumers).await;
+    // Cancels are listened to until the last in-flight attempt has finished, shutdown included.
+    let attempts_done = CancellationToken::new();
+    let commands = async {
+        futures::future::join_all(consumers).await;
+        attempts_done.cancel();
+    };
+    futures::join!(
+        commands,
+        listen_for_cancels(
+            cancels,
+            in_flight,
+            config.max_message_bytes,
+            &failure,
+            attempts_done.clone()
+        )
+    );
     let _ = publisher.channel().close(200, "worker stopped").await;
     failure.take()
+}
+
+/// The worker's own queue of [`ActivityCancel`](sagaflow_contracts::ActivityCancel)s, on a
+/// channel of its own.
+struct CancelsQueue {
+    channel: Channel,
+    queue: String,
+}
+
+/// Declares the durable fanout exchange of activity cancels, and a server-named, exclusive,
+/// auto-delete queue bound to it: every worker sees every cancel, and its queue goes away with
+/// its connection.
+async fn declare_cancels_queue(
+    connection: &Connection,
+    topology: &Topology,
+) -> Result<CancelsQueue, WorkerError> {
+    let exchange = topology.activity_cancels_exchange();
+    let declare_error = |what: String| {
+        move |source| WorkerError::Declare {
+            what: what.clone(),
+            source,
+        }
+    };
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(WorkerError::Channel)?;
+    channel
+        .exchange_declare(
+            &exchange,
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(declare_error(format!("exchange {exchange:?}")))?;
+    // Exclusive queues are classic queues; said explicitly in case the virtual host defaults to
+    // quorum.
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("classic".into()),
+    );
+    let queue = channel
+        .queue_declare(
+            "",
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            arguments,
+        )
+        .await
+        .map_err(declare_error(format!(
+            "a queue of this worker for the exchange {exchange:?}"
+        )))?
+        .name()
+        .to_string();
+    channel
+        .queue_bind(
+            &queue,
+            &exchange,
+            "",
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(declare_error(format!(
+            "the binding of {queue:?} to {exchange:?}"
+        )))?;
+    Ok(CancelsQueue { channel, queue })
+}
+
+/// Consumes the worker's cancels queue (auto-ack: a lost cancel only means an attempt runs to
+/// its end) and cancels the attempts they name, until `attempts_done`. Messages that are not
+/// cancels are ignored with a warning.
+async fn listen_for_cancels(
+    cancels: CancelsQueue,
+    in_flight: Arc<InFlightAttempts>,
+    max_message_bytes: usize,
+    failure: &Failure,
+    attempts_done: CancellationToken,
+) {
+    let CancelsQueue { channel, queue } = cancels;
+    let consumer = channel
+        .basic_consume(
+            &queue,
+            "",
+            BasicConsumeOptions {
+                no_ack: true,
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
+    let mut consumer = match consumer {
+        Ok(consumer) => consumer,
+        Err(source) => return failure.fail(WorkerError::CancelsConsumer { queue, source }),
+    };
+    loop {
+        let delivery = tokio::select! {
+            _ = attempts_done.cancelled() => break,
+            next = consumer.next() => next,
+        };
+        match delivery {
+            Some(Ok(delivery)) => {
+                let message_type = delivery.properties.kind().as_ref().map(|t| t.as_str());
+                match parse_cancel(message_type, &delivery.data, max_message_bytes) {
+                    Ok(cancel) => {
+                        let matched = in_flight.cancel(&cancel);
+                        if matched != CancelMatch::NotOurs {
+                            tracing::info!(
+                                saga_id = %cancel.saga_id,
+                                step = cancel.step.0,
+                                attempt = cancel.attempt,
+                                activity = reason::truncate(&cancel.activity, 128).as_ref(),
+                                reason = reason::truncate(&cancel.reason, 256).as_ref(),
+                                running = matched == CancelMatch::Running,
+                                "the orchestrator cancelled an attempt"
+                            );
+                        }
+                    }
+                    Err(ignored) => {
+                        tracing::warn!(queue, reason = %ignored, "ignoring a message on the activity cancels queue")
+                    }
+                }
+            }
+            Some(Err(source)) => {
+                return failure.fail(WorkerError::CancelsConsumer { queue, source });
+            }
+            None if attempts_done.is_cancelled() || failure.stop.is_cancelled() => break,
+            None => return failure.fail(WorkerError::ConsumerCancelled { queue }),
+        }
+    }
+    // Best effort: after a failure the channel is usually gone already.
+    let _ = channel.close(200, "worker stopped").await;
 }
 
 /// Consumes one activity queue until the worker stops, recording why it stopped if it was not
@@ -354,6 +537,7 @@ struct ActivityQueue {
     topology: Topology,
     max_message_bytes: usize,
     failure: Arc<Failure>,
+    in_flight: Arc<InFlightAttempts>,
 }
 
 impl ActivityQueue {
@@ -414,12 +598,20 @@ impl ActivityQueue {
             &command,
             attempt_headers(&command, trace_headers(&delivery)),
         );
-        let ctx = ActivityContext::with_heartbeats(&command, Arc::clone(&heartbeats));
+        let running = self.in_flight.start(&command);
+        let cancellation = running.cancellation().clone();
+        let ctx = ActivityContext::running(&command, Arc::clone(&heartbeats), cancellation);
         let outcome = (self.handler)(ctx, input).await;
-        // No heartbeat of this attempt after its result.
+        // No heartbeat of this attempt after its result, and no cancel of it either.
         heartbeats.stop();
+        let cancelled = running.cancellation().token().is_cancelled();
+        drop(running);
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match &outcome {
+            ActivityOutcome::Completed { .. } if cancelled => tracing::info!(
+                elapsed_ms,
+                "activity completed although the orchestrator cancelled it"
+            ),
             ActivityOutcome::Completed { .. } => tracing::info!(elapsed_ms, "activity completed"),
             ActivityOutcome::Failed { error } if error.retryable => tracing::warn!(
                 elapsed_ms,
@@ -435,10 +627,20 @@ impl ActivityQueue {
             ),
         }
         sagaflow_process::crash_point("activity.before-reply");
+        if cfg!(feature = "failpoints") {
+            // Per activity, for a service with several: `activity.before-reply.RefundCharge`.
+            sagaflow_process::crash_point(&format!("activity.before-reply.{}", self.activity));
+        }
         let reply = self.reply_message(&command, outcome, &delivery);
         match self.publisher.publish_confirmed(&reply).await {
             Ok(()) => {
                 sagaflow_process::crash_point("activity.before-ack");
+                if cfg!(feature = "failpoints") {
+                    sagaflow_process::crash_point(&format!(
+                        "activity.before-ack.{}",
+                        self.activity
+                    ));
+                }
                 if let Err(error) = delivery.ack(Default::default()).await {
                     tracing::warn!(%error, "could not ack the command after its result was confirmed; it will be redelivered and run again");
                 }
