@@ -1,26 +1,36 @@
-//! `charger`: the activity service behind `ChargeCustomer`. Charges are rows in its own
-//! `charges` table, one per idempotency key, so a retried or redelivered command never charges
-//! twice.
+//! `charger`: the activity service behind `ChargeCustomer` and its compensation `RefundCharge`.
+//! Charges are rows in its own `charges` table, one per idempotency key, so a retried or
+//! redelivered command never charges twice; refunds are rows in `refunds`, one per charge, so a
+//! charge is never refunded twice.
 //!
-//! For demos it can misbehave on purpose: `--fail-rate` fails attempts transiently (the
-//! orchestrator retries them), `--hang-rate` never answers (the orchestrator times them out).
+//! For demos it can misbehave on purpose: `--fail-rate` fails charge attempts transiently (the
+//! orchestrator retries them), `--hang-rate` never answers them (the orchestrator times them out,
+//! or cancels them with their saga).
 
 mod chaos;
 mod charges;
+mod refunds;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
-use sagaflow_sdk::contracts::payments::{Charge, PaymentRequest, CHARGE_CUSTOMER};
+use sagaflow_sdk::contracts::error_kinds;
+use sagaflow_sdk::contracts::payments::{
+    Charge, PaymentRequest, Refund, RefundRequest, CHARGE_CUSTOMER, REFUND_CHARGE,
+};
 use sagaflow_sdk::postgres::DatabaseArgs;
 use sagaflow_sdk::{ActivityContext, ActivityError, ActivityWorker, CancellationToken, WorkerArgs};
 use sqlx::PgPool;
 
 use crate::chaos::{ChaosArgs, Mischief};
+use crate::refunds::RefundError;
 
-/// Charges customers for the ProcessPayment saga, once per saga step.
+/// Charges customers for the ProcessPayment saga, once per saga step (ChargeCustomer), and
+/// refunds a charge once when the saga compensates (RefundCharge; an unknown charge_id fails
+/// permanently with UnknownCharge).
 ///
-/// For demos of retries and timeouts, --fail-rate and --hang-rate make a fraction of attempts
-/// fail transiently before charging, or never answer.
+/// For demos of retries and timeouts, --fail-rate and --hang-rate make a fraction of charge
+/// attempts fail transiently before charging, or never answer (until the saga is cancelled or the
+/// charger stops). Refunds always behave.
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Args {
@@ -70,13 +80,21 @@ impl Charger {
             Mischief::Hang => {
                 tracing::warn!(
                     hang_rate = self.chaos.hang_rate,
-                    "hanging this attempt on purpose (--hang-rate) until the charger stops"
+                    "hanging this attempt on purpose (--hang-rate) until it is cancelled or the charger stops"
                 );
-                self.shutdown.cancelled().await;
-                return Err(ActivityError::transient(
-                    "ChargerStopped",
-                    "the charger stopped while this attempt hung on purpose (--hang-rate); nothing was charged",
-                ));
+                tokio::select! {
+                    () = ctx.cancelled() => return Err(ActivityError::permanent(
+                        error_kinds::CANCELLED,
+                        format!(
+                            "cancelled while this attempt hung on purpose (--hang-rate); nothing was charged: {}",
+                            ctx.cancellation_reason().unwrap_or_default()
+                        ),
+                    )),
+                    () = self.shutdown.cancelled() => return Err(ActivityError::transient(
+                        "ChargerStopped",
+                        "the charger stopped while this attempt hung on purpose (--hang-rate); nothing was charged",
+                    )),
+                }
             }
         }
         charges::charge_once(&self.pool, &ctx, &request)
@@ -88,6 +106,25 @@ impl Charger {
                 )
             })
     }
+}
+
+/// Refunds the charge `request` names, once per charge. The compensation of
+/// [`Charger::charge_customer`].
+async fn refund_charge(
+    pool: PgPool,
+    ctx: ActivityContext,
+    request: RefundRequest,
+) -> Result<Refund, ActivityError> {
+    refunds::refund_once(&pool, &ctx, &request)
+        .await
+        .map_err(|error| match error {
+            RefundError::UnknownCharge(_) => {
+                ActivityError::permanent("UnknownCharge", error.to_string())
+            }
+            RefundError::Database(_) => {
+                ActivityError::transient("DatabaseUnavailable", error.to_string())
+            }
+        })
 }
 
 /// The transient failure the charger fakes because of `cause`, before charging anything.
@@ -115,15 +152,19 @@ async fn main() -> anyhow::Result<()> {
         .connect(args.worker.concurrency.into())
         .await?;
     charges::create_table(&pool).await?;
+    refunds::create_table(&pool).await?;
 
     let charger = Charger {
-        pool,
+        pool: pool.clone(),
         chaos: args.chaos,
         shutdown: shutdown.clone(),
     };
     ActivityWorker::new(args.worker.into_config("charger"))
         .register(CHARGE_CUSTOMER, move |ctx, request| {
             charger.clone().charge_customer(ctx, request)
+        })
+        .register(REFUND_CHARGE, move |ctx, request| {
+            refund_charge(pool.clone(), ctx, request)
         })
         .run(shutdown)
         .await
