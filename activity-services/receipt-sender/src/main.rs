@@ -1,5 +1,8 @@
 //! `receipt-sender`: the activity service behind `SendReceipt`. Receipts are rows in its own
 //! `receipts` table, one per idempotency key, so a customer never gets the same receipt twice.
+//!
+//! For demos of compensation, a receipt to an address at `bounce.example` fails permanently
+//! (`MailboxUnavailable`), after the customer was charged: the saga refunds the charge.
 
 mod receipts;
 
@@ -11,8 +14,11 @@ use sagaflow_sdk::{ActivityContext, ActivityError, ActivityWorker, WorkerArgs};
 use sqlx::PgPool;
 
 /// Sends receipts for the ProcessPayment saga, once per saga step.
+///
+/// For demos of compensation: a receipt to an email ending in @bounce.example fails permanently
+/// with MailboxUnavailable and nothing is recorded, so the saga refunds the charge.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, long_about)]
 struct Args {
     #[command(flatten)]
     worker: WorkerArgs,
@@ -32,6 +38,15 @@ async fn send_receipt(
             format!("cannot send a receipt to {:?}", request.email),
         ));
     }
+    if bounces(&request.email) {
+        return Err(ActivityError::permanent(
+            "MailboxUnavailable",
+            format!(
+                "the mailbox of {:?} does not exist (addresses at {BOUNCE_DOMAIN} always bounce); no receipt was sent",
+                request.email
+            ),
+        ));
+    }
     receipts::send_once(&pool, &ctx, &request)
         .await
         .map_err(|error| {
@@ -40,6 +55,16 @@ async fn send_receipt(
                 format!("could not record the receipt: {error}"),
             )
         })
+}
+
+/// The demo domain whose mailboxes never exist.
+const BOUNCE_DOMAIN: &str = "bounce.example";
+
+/// Whether a receipt to `email` bounces: its domain is [`BOUNCE_DOMAIN`] (in any case).
+fn bounces(email: &str) -> bool {
+    email
+        .rsplit_once('@')
+        .is_some_and(|(_, domain)| domain.eq_ignore_ascii_case(BOUNCE_DOMAIN))
 }
 
 #[tokio::main]
@@ -61,4 +86,18 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("receipt-sender stopped")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_addresses_at_the_bounce_domain_bounce() {
+        assert!(bounces("ada@bounce.example"));
+        assert!(bounces("Ada@Bounce.Example"));
+        assert!(!bounces("ada@example.com"));
+        assert!(!bounces("ada@notbounce.example"));
+        assert!(!bounces("bounce.example"));
+    }
 }
