@@ -1,5 +1,6 @@
 # One image with every Sagaflow binary: orchestrator, sagaflow (CLI), payment-validator, charger,
-# receipt-sender. docker-compose.yml picks the binary per service with `command:`.
+# receipt-sender, flight-service, hotel-service, car-service. docker-compose.yml picks the binary
+# per service with `command:`.
 #
 #   docker build -t sagaflow:local .
 #   docker run --rm sagaflow:local sagaflow --help
@@ -11,7 +12,8 @@ COPY . .
 RUN cargo build --release --locked --workspace --bins \
  && mkdir /out \
  && cp target/release/orchestrator target/release/sagaflow target/release/payment-validator \
-       target/release/charger target/release/receipt-sender /out/
+       target/release/charger target/release/receipt-sender \
+       target/release/flight-service target/release/hotel-service target/release/car-service /out/
 
 FROM debian:bookworm-slim
 RUN apt-get update \
