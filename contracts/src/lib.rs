@@ -14,6 +14,7 @@ mod options;
 pub mod payments;
 pub mod schema;
 mod topology;
+mod wire_version;
 
 pub use events::{HistoryEvent, SagaEvent, SagaFailure, SagaStatus};
 pub use ids::{IdempotencyKey, SagaId, StepSeq, TimerSeq};
@@ -23,6 +24,7 @@ pub use messages::{
 };
 pub use options::{millis, ActivityOptions, RetryPolicy};
 pub use topology::{validate_name, InvalidName, Topology};
+pub use wire_version::{check_content_type, UnsupportedWireVersion, CONTENT_TYPE, WIRE_VERSION};
 
 /// Messages larger than this are dead-lettered unread, unless configured otherwise.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;

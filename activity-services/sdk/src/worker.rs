@@ -357,7 +357,18 @@ impl ActivityQueue {
     /// Runs, replies to and acks one delivery, or dead-letters it if it is not a command for
     /// this queue. Never panics on input.
     async fn handle(&self, delivery: Delivery) {
-        let command = match parse_command(&delivery.data, &self.activity, self.max_message_bytes) {
+        let content_type = delivery
+            .properties
+            .content_type()
+            .as_ref()
+            .map(|t| t.as_str());
+        let parsed = parse_command(
+            &delivery.data,
+            content_type,
+            &self.activity,
+            self.max_message_bytes,
+        );
+        let command = match parsed {
             Ok(command) => command,
             Err(rejection) => {
                 let reason = rejection.to_string();

@@ -22,6 +22,9 @@ impl Processor {
                 self.max_message_bytes
             )));
         }
+        if let Some(reason) = super::unsupported_wire_version(delivery) {
+            return Ok(Disposition::DeadLetter(reason));
+        }
         let heartbeat: ActivityHeartbeat = match serde_json::from_slice(&delivery.data) {
             Ok(heartbeat) => heartbeat,
             Err(e) => {

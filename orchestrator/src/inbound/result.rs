@@ -27,6 +27,8 @@ impl Processor {
                 delivery.data.len(),
                 self.max_message_bytes
             ))
+        } else if let Some(reason) = super::unsupported_wire_version(delivery) {
+            Err(reason)
         } else {
             serde_json::from_slice::<ActivityResult>(&delivery.data)
                 .map_err(|e| format!("not an ActivityResult message: {e}"))

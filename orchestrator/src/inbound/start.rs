@@ -26,6 +26,9 @@ impl Processor {
                 self.max_message_bytes
             )));
         }
+        if let Some(reason) = super::unsupported_wire_version(delivery) {
+            return Ok(Disposition::DeadLetter(reason));
+        }
         let start: StartSaga = match serde_json::from_slice(&delivery.data) {
             Ok(start) => start,
             Err(e) => {
