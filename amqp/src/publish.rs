@@ -3,7 +3,8 @@ use lapin::publisher_confirm::{Confirmation, PublisherConfirm};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 
-/// A message ready to publish: persistent JSON with an id, a type and string headers.
+/// A message ready to publish: persistent JSON of the wire contract's version
+/// ([`sagaflow_contracts::CONTENT_TYPE`]) with an id, a type and string headers.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct OutgoingMessage {
     /// `""` for the default exchange, which routes to the queue named by `routing_key`.
@@ -31,7 +32,7 @@ impl OutgoingMessage {
         }
         let mut properties = BasicProperties::default()
             .with_delivery_mode(2)
-            .with_content_type("application/json".into())
+            .with_content_type(sagaflow_contracts::CONTENT_TYPE.into())
             .with_message_id(self.message_id.as_str().into())
             .with_type(self.message_type.as_str().into())
             .with_headers(headers);

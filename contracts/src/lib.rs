@@ -17,6 +17,7 @@ pub mod reason;
 pub mod schema;
 mod topology;
 pub mod travel;
+mod wire_version;
 
 pub use events::{HistoryEvent, SagaEvent, SagaFailure, SagaStatus};
 pub use ids::{IdempotencyKey, SagaId, StepSeq, TimerSeq};
@@ -27,6 +28,7 @@ pub use messages::{
 };
 pub use options::{millis, ActivityOptions, RetryPolicy};
 pub use topology::{validate_name, InvalidName, Topology};
+pub use wire_version::{check_content_type, UnsupportedWireVersion, CONTENT_TYPE, WIRE_VERSION};
 
 /// Messages larger than this are dead-lettered unread, unless configured otherwise.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;

@@ -198,7 +198,11 @@ impl<O: DeserializeOwned> Future for ActivityCall<O> {
                     failure(
                         ActivityError::permanent(
                             "InvalidOutput",
-                            format!("the activity's output does not fit the saga's type: {e}"),
+                            format!(
+                                "the output of {} does not fit the saga's type {}: {e}",
+                                this.activity,
+                                std::any::type_name::<O>()
+                            ),
                         ),
                         *attempt,
                     )

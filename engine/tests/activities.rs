@@ -304,3 +304,34 @@ fn joined_activities_are_scheduled_together_and_resolve_in_any_order() {
     assert!(matches!(saga.last(), SagaEvent::SagaCompleted { output } if *output == json!(sum)));
     assert!(saga.replay().run.is_finished());
 }
+
+#[test]
+fn an_output_missing_a_field_fails_the_saga_naming_the_field_the_activity_and_the_step() {
+    let mut saga = Harness::start(registry(), "ProcessPayment", order_json());
+    saga.complete(1, 1, json!({"masked_card": "****4242"}));
+    let mut charge = charge_json();
+    charge.as_object_mut().unwrap().remove("currency");
+
+    let end = saga.complete(2, 1, charge).unwrap();
+
+    assert!(sent(&end).is_empty(), "no receipt for an unreadable charge");
+    let SagaEvent::SagaFailed { error } = saga.last() else {
+        panic!("the saga did not fail: {:?}", saga.last());
+    };
+    for expected in [
+        "ChargeCustomer",
+        "step 2",
+        "InvalidOutput",
+        "missing field `currency`",
+    ] {
+        assert!(
+            error.message.contains(expected),
+            "{expected:?} is not in the saga's error {:?}",
+            error.message
+        );
+    }
+    assert_eq!(
+        error.details.as_ref().and_then(|d| d["kind"].as_str()),
+        Some("InvalidOutput")
+    );
+}

@@ -62,8 +62,13 @@ struct Cli {
     config: Config,
 }
 
+/// Exits with the error printed once per cause (`Report`).
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> Result<(), sagaflow_process::Report> {
+    Ok(run().await?)
+}
+
+async fn run() -> anyhow::Result<()> {
     sagaflow_orchestrator::init_tracing();
     let mut registry = SagaRegistry::new();
     registry.register("FulfilOrder", fulfil_order)?;

@@ -2,9 +2,11 @@
 //! SIGTERM/SIGINT, and the crash points the end-to-end tests arm.
 
 mod crash;
+mod report;
 mod signals_and_logs;
 
 pub use crash::{crash_point, fail_scenario, fault_injected, sigkill_self, InvalidFailPoints};
+pub use report::Report;
 pub use signals_and_logs::{init_tracing, shutdown_on_signals};
 
 /// What every Sagaflow binary does first: logging ([`init_tracing`]), then the crash points of

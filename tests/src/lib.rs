@@ -6,11 +6,13 @@
 
 mod deployment;
 mod process;
+mod python;
 mod raw_activity;
 pub mod test_sagas;
 mod wait;
 
 pub use deployment::{payment, DeadLetter, Deployment, Recorded};
 pub use process::{Bin, Service};
+pub use python::{python_example_dir, run_python, venv_python, PythonService};
 pub use raw_activity::{RawActivity, RawCommand};
 pub use wait::wait_until;

@@ -22,8 +22,13 @@ async fn validate_payment_info(
     validation::validate_payment(&request)
 }
 
+/// Exits with the error printed once per cause (`Report`).
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> Result<(), sagaflow_sdk::Report> {
+    Ok(run().await?)
+}
+
+async fn run() -> anyhow::Result<()> {
     let _crash_points = sagaflow_sdk::init_process()?;
     let args = Args::parse();
     ActivityWorker::new(args.worker.into_config("payment-validator"))

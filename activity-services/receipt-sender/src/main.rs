@@ -67,8 +67,13 @@ fn bounces(email: &str) -> bool {
         .is_some_and(|(_, domain)| domain.eq_ignore_ascii_case(BOUNCE_DOMAIN))
 }
 
+/// Exits with the error printed once per cause (`Report`).
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> Result<(), sagaflow_sdk::Report> {
+    Ok(run().await?)
+}
+
+async fn run() -> anyhow::Result<()> {
     let _crash_points = sagaflow_sdk::init_process()?;
     let args = Args::parse();
 

@@ -69,8 +69,13 @@ struct Args {
     worker: WorkerArgs,
 }
 
+/// Exits with the error printed once per cause (`Report`).
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> Result<(), sagaflow_sdk::Report> {
+    Ok(run().await?)
+}
+
+async fn run() -> anyhow::Result<()> {
     let _crash_points = sagaflow_sdk::init_process()?;
     let args = Args::parse();
 

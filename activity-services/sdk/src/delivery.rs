@@ -1,7 +1,7 @@
 //! Deciding whether a delivery on an activity queue is a command this worker can run.
 
 use sagaflow_contracts::decode::{self, DecodeError};
-use sagaflow_contracts::{reason, ActivityCommand};
+use sagaflow_contracts::{check_content_type, reason, ActivityCommand, UnsupportedWireVersion};
 
 /// The longest activity name quoted in a [`Rejection::WrongActivity`] reason, in bytes.
 const MAX_QUOTED_ACTIVITY_BYTES: usize = 128;
@@ -22,6 +22,8 @@ pub(crate) enum Rejection {
     #[error("message body is not an ActivityCommand: {}", .0.detail)]
     NotACommand(DecodeError),
     /// `found` is cut to [`MAX_QUOTED_ACTIVITY_BYTES`].
+    #[error("{0}")]
+    UnsupportedWireVersion(UnsupportedWireVersion),
     #[error("command for activity {found:?} arrived on the queue of activity {expected:?}")]
     WrongActivity { expected: String, found: String },
 }
@@ -34,15 +36,19 @@ pub(crate) fn check_delivery(
     max_message_bytes: usize,
 ) -> Result<ActivityCommand, Rejection> {
     sagaflow_amqp::check_properties(properties).map_err(Rejection::Properties)?;
-    parse_command(body, activity, max_message_bytes)
+    let content_type = properties.content_type().as_ref().map(|t| t.as_str());
+    parse_command(body, content_type, activity, max_message_bytes)
 }
 
-/// The command in `body`, taken from the queue of `activity`.
+/// The command in `body` (of AMQP `content_type`), taken from the queue of `activity`.
 pub(crate) fn parse_command(
     body: &[u8],
+    content_type: Option<&str>,
     activity: &str,
     max_message_bytes: usize,
 ) -> Result<ActivityCommand, Rejection> {
+    // A command of a newer contract may mean something this build would misread: refuse it.
+    check_content_type(content_type).map_err(Rejection::UnsupportedWireVersion)?;
     if body.len() > max_message_bytes {
         return Err(Rejection::TooLarge {
             size: body.len(),
@@ -64,6 +70,20 @@ pub(crate) fn parse_command(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_command_of_a_newer_wire_version_is_refused() {
+        let error = parse_command(
+            &command("Charge"),
+            Some("application/vnd.sagaflow.v2+json"),
+            "Charge",
+            10_000,
+        )
+        .unwrap_err();
+        assert!(matches!(error, Rejection::UnsupportedWireVersion(_)));
+        let current = Some(sagaflow_contracts::CONTENT_TYPE);
+        assert!(parse_command(&command("Charge"), current, "Charge", 10_000).is_ok());
+    }
+
     use sagaflow_contracts::{IdempotencyKey, SagaId, StepSeq};
     use serde_json::json;
 
@@ -86,7 +106,7 @@ mod tests {
 
     #[test]
     fn a_command_for_the_queue_is_accepted() {
-        let parsed = parse_command(&command("Charge"), "Charge", 10_000).unwrap();
+        let parsed = parse_command(&command("Charge"), None, "Charge", 10_000).unwrap();
         assert_eq!(parsed.step, StepSeq(2));
         assert_eq!(parsed.input, json!({"order_id": "o-1"}));
     }
@@ -94,33 +114,34 @@ mod tests {
     #[test]
     fn a_body_over_the_limit_is_rejected_unread() {
         let body = command("Charge");
-        let error = parse_command(&body, "Charge", body.len() - 1).unwrap_err();
+        let error = parse_command(&body, None, "Charge", body.len() - 1).unwrap_err();
         assert!(matches!(error, Rejection::TooLarge { .. }), "{error}");
-        assert!(parse_command(&body, "Charge", body.len()).is_ok());
+        assert!(parse_command(&body, None, "Charge", body.len()).is_ok());
     }
 
     #[test]
     fn bytes_that_are_not_json_are_rejected() {
         for body in [&b"not json"[..], b"{\"saga_id\":", b"", &[0xff, 0xfe]] {
-            let error = parse_command(body, "Charge", 10_000).unwrap_err();
+            let error = parse_command(body, None, "Charge", 10_000).unwrap_err();
             assert!(matches!(error, Rejection::NotJson(_)), "{error}");
         }
     }
 
     #[test]
     fn json_that_is_not_a_command_is_rejected_with_the_field() {
-        let error = parse_command(b"{}", "Charge", 10_000).unwrap_err();
+        let error = parse_command(b"{}", None, "Charge", 10_000).unwrap_err();
         assert!(matches!(error, Rejection::NotACommand(_)), "{error}");
         assert!(error.to_string().contains("missing field"), "{error}");
-        let error = parse_command(br#"{"saga_id": "x"}"#, "Charge", 10_000).unwrap_err();
+        let error = parse_command(br#"{"saga_id": "x"}"#, None, "Charge", 10_000).unwrap_err();
         assert!(matches!(error, Rejection::NotACommand(_)), "{error}");
-        let error = parse_command(b"[1, 2]", "Charge", 10_000).unwrap_err();
+        let error = parse_command(b"[1, 2]", None, "Charge", 10_000).unwrap_err();
         assert!(matches!(error, Rejection::NotACommand(_)), "{error}");
     }
 
     #[test]
     fn a_huge_activity_name_is_quoted_cut_short() {
-        let error = parse_command(&command(&"R".repeat(100_000)), "Charge", 1 << 20).unwrap_err();
+        let error =
+            parse_command(&command(&"R".repeat(100_000)), None, "Charge", 1 << 20).unwrap_err();
         let reason = error.to_string();
         assert!(reason.len() < 250, "{}", reason.len());
         assert!(reason.contains(reason::TRUNCATED), "{reason}");
@@ -146,7 +167,7 @@ mod tests {
 
     #[test]
     fn a_command_for_another_activity_is_rejected() {
-        let error = parse_command(&command("Refund"), "Charge", 10_000).unwrap_err();
+        let error = parse_command(&command("Refund"), None, "Charge", 10_000).unwrap_err();
         assert_eq!(
             error.to_string(),
             r#"command for activity "Refund" arrived on the queue of activity "Charge""#

@@ -61,7 +61,7 @@ pub use context::ActivityContext;
 pub use heartbeat::MAX_HEARTBEAT_DETAILS_BYTES;
 pub use sagaflow_process::{
     crash_point, fail_scenario, fault_injected, init_process, init_tracing, shutdown_on_signals,
-    sigkill_self, InvalidFailPoints,
+    sigkill_self, InvalidFailPoints, Report,
 };
 pub use worker::{ActivityWorker, WorkerError};
 

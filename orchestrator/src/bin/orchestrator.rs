@@ -13,8 +13,13 @@ struct Cli {
     config: Config,
 }
 
+/// Exits with the error printed once per cause (`Report`).
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> Result<(), sagaflow_process::Report> {
+    Ok(run().await?)
+}
+
+async fn run() -> anyhow::Result<()> {
     let _crash_points = sagaflow_process::init_process()?;
     let cli = Cli::parse();
     let shutdown =

@@ -47,8 +47,10 @@ enum Command {
         /// Only sagas with this status: running, completed, failed or stuck.
         #[arg(long)]
         status: Option<SagaStatus>,
+        /// How many sagas to list, most recently updated first.
         #[arg(long, default_value_t = 20)]
         limit: i64,
+        /// PostgreSQL holding the orchestrator's tables.
         #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
         database_url: String,
     },
@@ -64,15 +66,25 @@ enum Command {
         /// With --all-stuck: the saga type.
         #[arg(long)]
         saga_type: Option<String>,
+        /// PostgreSQL holding the orchestrator's tables.
         #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
         database_url: String,
     },
-    /// Show a saga's state and full history.
+    /// Show a saga's state and full history, by id or by start key.
     Show {
-        saga_id: SagaId,
+        /// The saga's id (as printed by `list`).
+        #[arg(required_unless_present = "start_key", conflicts_with = "start_key")]
+        saga_id: Option<SagaId>,
+        /// Instead of an id: the start key the saga was started with (with --saga-type).
+        #[arg(long)]
+        start_key: Option<String>,
+        /// With --start-key: the saga type.
+        #[arg(long, default_value = "ProcessPayment")]
+        saga_type: String,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// PostgreSQL holding the orchestrator's tables.
         #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
         database_url: String,
     },
@@ -82,21 +94,28 @@ const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres"
 
 #[derive(clap::Args)]
 struct Connection {
+    /// The RabbitMQ broker the orchestrator consumes from.
     #[arg(
         long,
         env = "AMQP_URL",
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     amqp_url: String,
+    /// Prefix of the queue names; the orchestrator's namespace.
     #[arg(long, env = "SAGAFLOW_NAMESPACE", default_value = "sagaflow")]
     namespace: String,
-    /// Needed by --wait.
+    /// PostgreSQL holding the orchestrator's tables; needed by --wait.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     database_url: String,
 }
 
+/// Exits with the error printed once per cause (`Report`).
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> Result<(), sagaflow_process::Report> {
+    Ok(run().await?)
+}
+
+async fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Start {
             saga_type,
@@ -134,20 +153,8 @@ async fn main() -> anyhow::Result<()> {
             database_url,
         } => {
             let pool = connect_db(&database_url).await?;
-            println!(
-                "{:<36}  {:<9}  {:<20}  {:<23}  start key",
-                "saga", "status", "type", "updated"
-            );
-            for saga in store::list_sagas(&pool, status, limit).await? {
-                println!(
-                    "{:<36}  {:<9}  {:<20}  {:<23}  {}",
-                    saga.id,
-                    saga.status,
-                    saga.saga_type,
-                    saga.updated_at.format("%Y-%m-%d %H:%M:%S%.3f"),
-                    saga.start_key.as_deref().unwrap_or("-")
-                );
-            }
+            let sagas = store::list_sagas(&pool, status, limit).await?;
+            print!("{}", list_table(&sagas));
             Ok(())
         }
         Command::Resume {
@@ -174,13 +181,26 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Show {
             saga_id,
+            start_key,
+            saga_type,
             json,
             database_url,
         } => {
             let pool = connect_db(&database_url).await?;
-            let Some(saga) = store::get_saga(&pool, saga_id).await? else {
-                bail!("no saga {saga_id}");
+            let saga = match saga_id {
+                Some(saga_id) => store::get_saga(&pool, saga_id)
+                    .await?
+                    .with_context(|| format!("no saga {saga_id}"))?,
+                None => {
+                    let key = start_key.unwrap_or_default();
+                    store::find_saga_by_start_key(&pool, &saga_type, &key)
+                        .await?
+                        .with_context(|| {
+                            format!("no {saga_type} saga with start key {key:?} (yet)")
+                        })?
+                }
             };
+            let saga_id = saga.id;
             if json {
                 let events = store::load_history(&pool, saga_id).await?;
                 let out = serde_json::json!({
@@ -252,6 +272,43 @@ async fn wait_until_finished(
     }
 }
 
+/// The `list` table, each column as wide as its widest value.
+fn list_table(sagas: &[SagaRow]) -> String {
+    let header = ["saga", "status", "type", "updated", "start key"].map(str::to_owned);
+    let rows: Vec<[String; 5]> = sagas
+        .iter()
+        .map(|saga| {
+            [
+                saga.id.to_string(),
+                saga.status.to_string(),
+                saga.saga_type.clone(),
+                saga.updated_at.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+                saga.start_key.clone().unwrap_or_else(|| "-".to_owned()),
+            ]
+        })
+        .collect();
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 async fn print_saga(pool: &PgPool, saga: &SagaRow) -> anyhow::Result<()> {
     println!("saga       {}", saga.id);
     println!("type       {}", saga.saga_type);
@@ -282,4 +339,40 @@ async fn print_saga(pool: &PgPool, saga: &SagaRow) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(saga_type: &str, start_key: Option<&str>) -> SagaRow {
+        SagaRow {
+            id: SagaId::new_random(),
+            saga_type: saga_type.to_owned(),
+            status: SagaStatus::Completed,
+            input: serde_json::Value::Null,
+            output: None,
+            error: None,
+            next_event_seq: 0,
+            start_key: start_key.map(str::to_owned),
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+            reply_to: None,
+            correlation_id: None,
+        }
+    }
+
+    #[test]
+    fn list_columns_are_as_wide_as_their_longest_value() {
+        let table = list_table(&[
+            row("ProcessPayment", Some("order-1")),
+            row("AVeryLongSagaTypeNameIndeed", None),
+        ]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3);
+        let starts = |line: &str| line.find("order-1").or_else(|| line.rfind('-'));
+        let key_column = lines[0].find("start key").unwrap();
+        assert_eq!(starts(lines[1]), Some(key_column), "{table}");
+        assert_eq!(starts(lines[2]), Some(key_column), "{table}");
+    }
 }

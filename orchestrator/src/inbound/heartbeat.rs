@@ -18,6 +18,9 @@ impl Processor {
         if let Some(too_large) = self.too_large(delivery) {
             return Ok(too_large);
         }
+        if let Some(reason) = super::unsupported_wire_version(delivery) {
+            return Ok(Disposition::DeadLetter(reason));
+        }
         let heartbeat: ActivityHeartbeat =
             match sagaflow_contracts::decode::activity_heartbeat(&delivery.data) {
                 Ok(heartbeat) => heartbeat,

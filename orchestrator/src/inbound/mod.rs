@@ -262,3 +262,11 @@ impl ProcessError {
         })
     }
 }
+
+/// Why `delivery` is of a wire contract version this orchestrator does not speak, if it is.
+pub(crate) fn unsupported_wire_version(delivery: &Delivery) -> Option<String> {
+    let content_type = delivery.properties.content_type().as_ref();
+    sagaflow_contracts::check_content_type(content_type.map(|t| t.as_str()))
+        .err()
+        .map(|e| e.to_string())
+}

@@ -27,6 +27,8 @@ impl Processor {
                 delivery.data.len(),
                 self.max_message_bytes
             ))
+        } else if let Some(reason) = super::unsupported_wire_version(delivery) {
+            Err(reason)
         } else {
             sagaflow_contracts::decode::activity_result(&delivery.data).map_err(|e| e.to_string())
         };

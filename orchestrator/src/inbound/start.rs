@@ -23,6 +23,9 @@ impl Processor {
         if let Some(too_large) = self.too_large(delivery) {
             return Ok(too_large);
         }
+        if let Some(reason) = super::unsupported_wire_version(delivery) {
+            return Ok(Disposition::DeadLetter(reason));
+        }
         let start: StartSaga = match sagaflow_contracts::decode::start_saga(&delivery.data) {
             Ok(start) => start,
             Err(e) => return Ok(Disposition::DeadLetter(e.to_string())),
