@@ -17,6 +17,9 @@ impl Processor {
         if let Some(too_large) = self.too_large(delivery) {
             return Ok(too_large);
         }
+        if let Some(reason) = super::unsupported_wire_version(delivery) {
+            return Ok(Disposition::DeadLetter(reason));
+        }
         let control: SagaControl = match sagaflow_contracts::decode::saga_control(&delivery.data) {
             Ok(control) => control,
             Err(e) => return Ok(Disposition::DeadLetter(e.to_string())),

@@ -16,6 +16,9 @@ impl Processor {
         if let Some(too_large) = self.too_large(delivery) {
             return Ok(too_large);
         }
+        if let Some(reason) = super::unsupported_wire_version(delivery) {
+            return Ok(Disposition::DeadLetter(reason));
+        }
         let signal: SignalSaga = match sagaflow_contracts::decode::signal_saga(&delivery.data) {
             Ok(signal) => signal,
             Err(e) => return Ok(Disposition::DeadLetter(e.to_string())),
