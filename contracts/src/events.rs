@@ -178,6 +178,14 @@ pub struct HistoryEvent {
     pub event: SagaEvent,
 }
 
+/// A saga's history as `sagaflow export` writes it and `sagaflow replay-check` reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ExportedHistory {
+    pub saga_id: crate::SagaId,
+    pub saga_type: String,
+    pub history: Vec<HistoryEvent>,
+}
+
 /// Why a saga failed: the error its code returned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SagaFailure {

@@ -19,7 +19,7 @@ mod topology;
 pub mod travel;
 mod wire_version;
 
-pub use events::{HistoryEvent, SagaEvent, SagaFailure, SagaStatus};
+pub use events::{ExportedHistory, HistoryEvent, SagaEvent, SagaFailure, SagaStatus};
 pub use ids::{IdempotencyKey, SagaId, StepSeq, TimerSeq};
 pub use messages::{
     error_kinds, ActivityCancel, ActivityCommand, ActivityError, ActivityHeartbeat,

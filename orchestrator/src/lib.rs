@@ -10,10 +10,12 @@ mod config;
 pub mod demo;
 pub mod inbound;
 mod orchestrator;
+pub mod replay_check;
 pub mod store;
 
 pub use config::Config;
 pub use orchestrator::{Orchestrator, OrchestratorError};
+pub use replay_check::replay_check;
 /// The deterministic saga runtime, re-exported: write sagas against it.
 pub use sagaflow_engine as engine;
 pub use sagaflow_engine::{
