@@ -5,12 +5,14 @@
 //! `cargo build --workspace --all-features --bins` (`scripts/test` does it).
 
 mod deployment;
+mod http;
 mod process;
 mod raw_activity;
 pub mod test_sagas;
 mod wait;
 
 pub use deployment::{payment, DeadLetter, Deployment, Recorded};
+pub use http::{free_port, ApiClient, ApiResponse};
 pub use process::{Bin, Service};
 pub use raw_activity::{RawActivity, RawCommand};
 pub use wait::wait_until;

@@ -20,9 +20,9 @@ pub struct SagaRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, saga_type, status, input, output, error, next_event_seq, start_key, created_at, updated_at";
+pub(super) const COLUMNS: &str = "id, saga_type, status, input, output, error, next_event_seq, start_key, created_at, updated_at";
 
-fn saga_row(row: sqlx::postgres::PgRow) -> Result<SagaRow, sqlx::Error> {
+pub(super) fn saga_row(row: sqlx::postgres::PgRow) -> Result<SagaRow, sqlx::Error> {
     let status: String = row.try_get("status")?;
     Ok(SagaRow {
         id: SagaId(row.try_get("id")?),
