@@ -4,6 +4,7 @@
 //! The binaries must be built first, with crash points compiled in:
 //! `cargo build --workspace --all-features --bins` (`scripts/test` does it).
 
+mod browser;
 mod deployment;
 mod http;
 mod process;
@@ -11,6 +12,7 @@ mod raw_activity;
 pub mod test_sagas;
 mod wait;
 
+pub use browser::Browser;
 pub use deployment::{payment, DeadLetter, Deployment, Recorded};
 pub use http::{free_port, ApiClient, ApiResponse};
 pub use process::{Bin, Service};
