@@ -8,8 +8,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use sagaflow_amqp::{OutgoingMessage, Publisher};
-use sagaflow_contracts::headers;
+use sagaflow_amqp::Publisher;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -126,35 +125,12 @@ pub(crate) async fn republish_dead_letter(
             "dead letter {id} was re-published at {at}"
         )));
     }
-    let Some(queue) = row.source_queue.clone() else {
+    let Some(message) = row.republish_message() else {
         return Err(ApiError::Conflict(format!(
             "dead letter {id} does not say which queue it came from"
         )));
     };
-    let copied = row
-        .headers
-        .as_object()
-        .map(|map| {
-            map.iter()
-                .filter(|(k, _)| {
-                    *k != headers::DEAD_LETTER_REASON
-                        && *k != headers::DEAD_LETTER_QUEUE
-                        && !k.starts_with("x-death")
-                        && !k.starts_with("x-first-death")
-                        && !k.starts_with("x-last-death")
-                })
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default();
-    let message = OutgoingMessage {
-        exchange: String::new(),
-        routing_key: queue.clone(),
-        message_id: row.message_id.clone(),
-        message_type: row.message_type.clone(),
-        headers: copied,
-        body: row.body.clone(),
-    };
+    let queue = message.routing_key.clone();
     let connection = state.amqp().await?;
     let publish = async {
         let publisher = Publisher::open(&connection).await?;

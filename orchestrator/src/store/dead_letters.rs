@@ -20,6 +20,39 @@ pub struct DeadLetterRow {
     pub republished_at: Option<DateTime<Utc>>,
 }
 
+impl DeadLetterRow {
+    /// The message to publish to re-deliver it: to its source queue (through the default
+    /// exchange), with its message id, type, body and headers less the dead-letter ones.
+    /// `None` when the queue it came from is unknown.
+    pub fn republish_message(&self) -> Option<sagaflow_amqp::OutgoingMessage> {
+        let queue = self.source_queue.clone()?;
+        let headers = self
+            .headers
+            .as_object()
+            .map(|map| {
+                map.iter()
+                    .filter(|(k, _)| {
+                        *k != sagaflow_contracts::headers::DEAD_LETTER_REASON
+                            && *k != sagaflow_contracts::headers::DEAD_LETTER_QUEUE
+                            && !k.starts_with("x-death")
+                            && !k.starts_with("x-first-death")
+                            && !k.starts_with("x-last-death")
+                    })
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(sagaflow_amqp::OutgoingMessage {
+            exchange: String::new(),
+            routing_key: queue,
+            message_id: self.message_id.clone(),
+            message_type: self.message_type.clone(),
+            headers,
+            body: self.body.clone(),
+        })
+    }
+}
+
 /// A dead letter about to be recorded.
 pub struct NewDeadLetter<'a> {
     pub message_id: &'a str,
