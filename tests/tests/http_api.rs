@@ -86,6 +86,20 @@ async fn the_api_filters_pages_and_shows_sagas_behind_its_token() {
         doc.text
     );
 
+    // Metrics: sagas by type and status, outbox and timers as read from PostgreSQL.
+    let metrics = api.get("/metrics").await.text;
+    for line in [
+        "sagaflow_sagas{saga_type=\"ProcessPayment\",status=\"completed\"} 3",
+        "sagaflow_sagas{saga_type=\"ProcessPayment\",status=\"failed\"} 1",
+        "sagaflow_outbox_backlog 0",
+        "sagaflow_timers_due ",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(line)),
+            "{line} in\n{metrics}"
+        );
+    }
+
     // Filters.
     let failed = api.get("/api/sagas?status=failed").await.body;
     assert_eq!(ids(&failed).len(), 1, "{failed}");
@@ -294,6 +308,13 @@ async fn a_dead_letter_is_listed_with_its_reason_and_republished_to_its_queue() 
     assert_eq!(
         api.post("/api/dead-letters/999999/republish").await.status,
         404
+    );
+    let metrics = api.get("/metrics").await.text;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "sagaflow_dead_letters_total{reason_class=\"malformed\"} 2"),
+        "{metrics}"
     );
     // The broker's dead-letter queue kept its own copies for people.
     assert_eq!(deployment.take_dead_letters(2, END).await.len(), 2);
