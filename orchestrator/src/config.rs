@@ -96,6 +96,20 @@ pub struct Config {
         default_value_t = 600
     )]
     pub unknown_saga_type_grace_secs: u64,
+
+    /// Where the HTTP API, the web UI, `/healthz`, `/readyz` and `/metrics` listen, e.g.
+    /// `127.0.0.1:8080`. Unset: no HTTP server.
+    #[arg(long, env = "SAGAFLOW_API_ADDR")]
+    pub api_addr: Option<std::net::SocketAddr>,
+
+    /// When set, `/api/*` and `/metrics` require `Authorization: Bearer <token>`.
+    #[arg(long, env = "SAGAFLOW_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+
+    /// A link to a saga's trace in the web UI, with `{trace_id}` replaced, e.g.
+    /// `http://localhost:16686/trace/{trace_id}`.
+    #[arg(long, env = "SAGAFLOW_TRACE_URL_TEMPLATE")]
+    pub trace_url_template: Option<String>,
 }
 
 impl Config {

@@ -4,6 +4,7 @@
 //! Register your sagas in a [`SagaRegistry`], then run an [`Orchestrator`] with them; see the
 //! README's "Write your own saga" walkthrough and `examples/my_saga.rs`.
 
+pub mod api;
 pub mod bus;
 mod cache;
 mod config;
@@ -12,6 +13,7 @@ pub mod inbound;
 mod orchestrator;
 pub mod replay_check;
 pub mod store;
+pub mod telemetry;
 
 pub use config::Config;
 pub use orchestrator::{Orchestrator, OrchestratorError};

@@ -45,6 +45,18 @@ pub enum OrchestratorError {
     /// The outbox relay failed; committed messages stay in the outbox until a relay runs.
     #[error(transparent)]
     Relay(#[from] RelayError),
+    /// The HTTP API could not start (see `SAGAFLOW_API_ADDR`).
+    #[error("HTTP API: {0}")]
+    Api(#[from] crate::api::ServeError),
+}
+
+fn api_settings(config: &Config) -> crate::api::ApiSettings {
+    crate::api::ApiSettings {
+        database_url: config.database_url.clone(),
+        amqp_url: config.amqp_url.clone(),
+        token: config.api_token.clone().filter(|t| !t.is_empty()),
+        trace_url_template: config.trace_url_template.clone(),
+    }
 }
 
 /// How often [`Orchestrator::run`] tries to start consuming (see
@@ -64,9 +76,31 @@ impl Orchestrator {
         config: Config,
         shutdown: CancellationToken,
     ) -> Result<(), OrchestratorError> {
+        let stop_api = CancellationToken::new();
+        let api = match config.api_addr {
+            Some(addr) => {
+                Some(crate::api::serve(addr, api_settings(&config), stop_api.clone()).await?)
+            }
+            None => None,
+        };
+        let result = self.run_connected(&config, shutdown).await;
+        stop_api.cancel();
+        if let Some(api) = api {
+            let _ = api.await;
+        }
+        result
+    }
+
+    /// [`Orchestrator::run`] without the HTTP API: connects, and connects again while
+    /// consuming does not start.
+    async fn run_connected(
+        &self,
+        config: &Config,
+        shutdown: CancellationToken,
+    ) -> Result<(), OrchestratorError> {
         let mut attempt = 1;
         loop {
-            match self.run_once(&config, shutdown.clone()).await {
+            match self.run_once(config, shutdown.clone()).await {
                 Err(OrchestratorError::Consume(error))
                     if error.is_start() && attempt < START_ATTEMPTS && !shutdown.is_cancelled() =>
                 {

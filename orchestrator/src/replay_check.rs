@@ -30,7 +30,10 @@ pub struct ReplayCheckError {
 /// Replays every `*.json` history in `dir` (files written by `sagaflow export`) against the
 /// sagas of `registry`, in file name order. A file that cannot be read or parsed counts as
 /// diverging, with the reason.
-pub fn replay_check(registry: &SagaRegistry, dir: &Path) -> Result<Vec<Replayed>, ReplayCheckError> {
+pub fn replay_check(
+    registry: &SagaRegistry,
+    dir: &Path,
+) -> Result<Vec<Replayed>, ReplayCheckError> {
     let error = |source| ReplayCheckError {
         dir: dir.to_owned(),
         source,

@@ -246,6 +246,27 @@ impl Deployment {
         Service::spawn(bin, &env, log)
     }
 
+    /// Starts `bin` (an orchestrator) with its HTTP API on a free port of 127.0.0.1, behind
+    /// `token` if given, plus `extra` environment; returns once `/healthz` answers.
+    pub async fn spawn_with_api(
+        &mut self,
+        bin: Bin,
+        token: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> (Service, crate::ApiClient) {
+        let port = crate::free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut env = vec![("SAGAFLOW_API_ADDR", addr.as_str())];
+        if let Some(token) = token {
+            env.push(("SAGAFLOW_API_TOKEN", token));
+        }
+        env.extend_from_slice(extra);
+        let service = self.spawn(bin, &env);
+        let api = crate::ApiClient::new(port, token);
+        api.wait_until_up(Duration::from_secs(30)).await;
+        (service, api)
+    }
+
     /// Starts the three demo activity services.
     pub fn spawn_activity_services(&mut self) -> Vec<Service> {
         [Bin::PaymentValidator, Bin::Charger, Bin::ReceiptSender]

@@ -4,14 +4,18 @@
 //! The binaries must be built first, with crash points compiled in:
 //! `cargo build --workspace --all-features --bins` (`scripts/test` does it).
 
+mod browser;
 mod deployment;
+mod http;
 mod process;
 mod python;
 mod raw_activity;
 pub mod test_sagas;
 mod wait;
 
+pub use browser::Browser;
 pub use deployment::{payment, DeadLetter, Deployment, Recorded};
+pub use http::{free_port, ApiClient, ApiResponse};
 pub use process::{Bin, Service};
 pub use python::{python_example_dir, run_python, venv_python, PythonService};
 pub use raw_activity::{RawActivity, RawCommand};

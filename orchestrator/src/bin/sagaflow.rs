@@ -13,7 +13,7 @@ use sqlx::PgPool;
 #[command(
     name = "sagaflow",
     version,
-    about = "Start, list and inspect Sagaflow sagas"
+    about = "Start, list, inspect and watch Sagaflow sagas; list and re-publish dead letters"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -50,9 +50,39 @@ enum Command {
         /// How many sagas to list, most recently updated first.
         #[arg(long, default_value_t = 20)]
         limit: i64,
+        /// Print JSON (one array) instead of text.
+        #[arg(long)]
+        json: bool,
         /// PostgreSQL holding the orchestrator's tables.
         #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
         database_url: String,
+    },
+    /// Follow a saga live: print its history as it grows, until it completes or fails.
+    /// Exits non-zero if it failed.
+    Watch {
+        saga_id: SagaId,
+        /// Print one JSON object per event (and the saga at the end) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Give up after this many seconds (0: never).
+        #[arg(long, default_value_t = 0)]
+        timeout_secs: u64,
+        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        database_url: String,
+    },
+    /// List recorded dead letters with their reasons, newest first, or re-publish one to the
+    /// queue it came from.
+    DeadLetters {
+        /// Re-publish the dead letter with this id (see the list) instead of listing.
+        #[arg(long)]
+        republish: Option<i64>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connection: Connection,
     },
     /// Resume a stuck saga after its code was fixed: an orchestrator replays it with the code
     /// it runs now and, if the history still fits, it goes on from where it stopped.
@@ -150,10 +180,16 @@ async fn run() -> anyhow::Result<()> {
         Command::List {
             status,
             limit,
+            json,
             database_url,
         } => {
             let pool = connect_db(&database_url).await?;
             let sagas = store::list_sagas(&pool, status, limit).await?;
+            if json {
+                let sagas: Vec<_> = sagas.iter().map(saga_json).collect();
+                println!("{}", serde_json::to_string_pretty(&sagas)?);
+                return Ok(());
+            }
             print!("{}", list_table(&sagas));
             Ok(())
         }
@@ -179,6 +215,22 @@ async fn run() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Watch {
+            saga_id,
+            json,
+            timeout_secs,
+            database_url,
+        } => {
+            let pool = connect_db(&database_url).await?;
+            let timeout = (timeout_secs > 0).then(|| Duration::from_secs(timeout_secs));
+            watch(&pool, saga_id, json, timeout).await
+        }
+        Command::DeadLetters {
+            republish,
+            limit,
+            json,
+            connection,
+        } => dead_letters(&connection, republish, limit, json).await,
         Command::Show {
             saga_id,
             start_key,
@@ -203,12 +255,8 @@ async fn run() -> anyhow::Result<()> {
             let saga_id = saga.id;
             if json {
                 let events = store::load_history(&pool, saga_id).await?;
-                let out = serde_json::json!({
-                    "id": saga.id, "saga_type": saga.saga_type, "status": saga.status,
-                    "start_key": saga.start_key, "input": saga.input, "output": saga.output,
-                    "error": saga.error, "created_at": saga.created_at, "updated_at": saga.updated_at,
-                    "history": events,
-                });
+                let mut out = saga_json(&saga);
+                out["history"] = serde_json::to_value(events)?;
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 print_saga(&pool, &saga).await?;
@@ -216,6 +264,135 @@ async fn run() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A saga's row as JSON, as `show --json` prints it (without the history).
+fn saga_json(saga: &SagaRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": saga.id, "saga_type": saga.saga_type, "status": saga.status,
+        "start_key": saga.start_key, "input": saga.input, "output": saga.output,
+        "error": saga.error, "created_at": saga.created_at, "updated_at": saga.updated_at,
+    })
+}
+
+/// Prints the saga's events as they are recorded until it completes or fails.
+async fn watch(
+    pool: &PgPool,
+    saga_id: SagaId,
+    json: bool,
+    timeout: Option<Duration>,
+) -> anyhow::Result<()> {
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut printed = 0usize;
+    let mut said_stuck = false;
+    loop {
+        let Some(saga) = store::get_saga(pool, saga_id).await? else {
+            bail!("no saga {saga_id}");
+        };
+        let history = store::load_history(pool, saga_id).await?;
+        for event in history.iter().skip(printed) {
+            if json {
+                println!("{}", serde_json::to_string(event)?);
+            } else {
+                print_event(event)?;
+            }
+        }
+        printed = history.len();
+        if saga.status == SagaStatus::Stuck && !said_stuck && !json {
+            println!(
+                "saga {saga_id} is stuck: {}",
+                saga.error.clone().unwrap_or_default()
+            );
+        }
+        said_stuck = saga.status == SagaStatus::Stuck;
+        if saga.status.is_final() {
+            if json {
+                println!("{}", serde_json::to_string(&saga_json(&saga))?);
+            } else {
+                println!("saga {saga_id} {}", saga.status);
+            }
+            if saga.status != SagaStatus::Completed {
+                bail!("saga {saga_id} ended {}", saga.status);
+            }
+            return Ok(());
+        }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() > d) {
+            bail!("saga {saga_id} is still {} after {timeout:?}", saga.status);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn dead_letters(
+    connection: &Connection,
+    republish: Option<i64>,
+    limit: i64,
+    json: bool,
+) -> anyhow::Result<()> {
+    let pool = connect_db(&connection.database_url).await?;
+    let Some(id) = republish else {
+        let letters = store::list_dead_letters(&pool, None, limit).await?;
+        if json {
+            let out: Vec<_> = letters.iter().map(dead_letter_json).collect();
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            return Ok(());
+        }
+        println!(
+            "{:>6}  {:<23}  {:<30}  {:<11}  reason",
+            "id", "dead-lettered", "queue", "republished"
+        );
+        for letter in letters {
+            println!(
+                "{:>6}  {:<23}  {:<30}  {:<11}  {}",
+                letter.id,
+                letter.dead_lettered_at.format("%Y-%m-%d %H:%M:%S%.3f"),
+                letter.source_queue.as_deref().unwrap_or("-"),
+                if letter.republished_at.is_some() {
+                    "yes"
+                } else {
+                    "no"
+                },
+                letter.reason
+            );
+        }
+        return Ok(());
+    };
+    let Some(letter) = store::get_dead_letter(&pool, id).await? else {
+        bail!("no dead letter {id}");
+    };
+    if let Some(at) = letter.republished_at {
+        bail!("dead letter {id} was re-published at {at}");
+    }
+    let Some(message) = letter.republish_message() else {
+        bail!("dead letter {id} does not say which queue it came from");
+    };
+    let amqp = sagaflow_amqp::connect(&connection.amqp_url, "sagaflow-cli").await?;
+    Publisher::open(&amqp)
+        .await?
+        .publish_confirmed(&message)
+        .await
+        .with_context(|| format!("cannot publish to {}", message.routing_key))?;
+    let _ = amqp.close(200, "done").await;
+    store::mark_republished(&pool, id).await?;
+    if json {
+        let letter = store::get_dead_letter(&pool, id).await?.unwrap_or(letter);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&dead_letter_json(&letter))?
+        );
+    } else {
+        println!("dead letter {id} re-published to {}", message.routing_key);
+    }
+    Ok(())
+}
+
+fn dead_letter_json(letter: &store::DeadLetterRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": letter.id, "message_id": letter.message_id, "message_type": letter.message_type,
+        "reason": letter.reason, "source_queue": letter.source_queue, "headers": letter.headers,
+        "body": String::from_utf8_lossy(&letter.body),
+        "dead_lettered_at": letter.dead_lettered_at, "republished_at": letter.republished_at,
+    })
 }
 
 async fn publish_start(
@@ -324,8 +501,15 @@ async fn print_saga(pool: &PgPool, saga: &SagaRow) -> anyhow::Result<()> {
         println!("error      {error}");
     }
     println!("history");
-    for HistoryEvent { seq, at, event } in store::load_history(pool, saga.id).await? {
-        let mut body = serde_json::to_value(&event)?;
+    for event in store::load_history(pool, saga.id).await? {
+        print_event(&event)?;
+    }
+    Ok(())
+}
+
+fn print_event(HistoryEvent { seq, at, event }: &HistoryEvent) -> anyhow::Result<()> {
+    {
+        let mut body = serde_json::to_value(event)?;
         if let Some(map) = body.as_object_mut() {
             // The retry policy and input hash of each step are in `show --json`.
             for noise in ["type", "options", "input_hash"] {

@@ -4,11 +4,13 @@
 //! Plain SQL with binds. Every function that changes state takes the caller's transaction, so
 //! one inbound message becomes exactly one commit.
 
+mod dead_letters;
 mod events;
 mod outbox;
 mod parked;
 mod sagas;
 mod timers;
+mod visibility;
 
 pub use events::{append_events, load_history};
 pub use outbox::{claim_outbox_batch, delete_outbox_rows, enqueue_outbox, outbox_len, OutboxRow};
@@ -21,6 +23,14 @@ pub use timers::{
     arm_timer, cancel_all_timers, cancel_step_timers, delete_timer, due_timers,
     last_heartbeat_details, lock_due_timer, next_fire_at, record_heartbeat, request_resume,
     request_resume_all_stuck, TimerRow,
+};
+
+pub use dead_letters::{
+    get_dead_letter, list_dead_letters, mark_republished, record_dead_letter, DeadLetterRow,
+    NewDeadLetter,
+};
+pub use visibility::{
+    count_sagas_by_status, pending_timers, search_sagas, PendingTimer, SagaCursor, SagaFilter,
 };
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

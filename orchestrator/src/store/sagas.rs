@@ -23,9 +23,9 @@ pub struct SagaRow {
     pub correlation_id: Option<String>,
 }
 
-const COLUMNS: &str = "id, saga_type, status, input, output, error, next_event_seq, start_key, created_at, updated_at, reply_to, correlation_id";
+pub(super) const COLUMNS: &str = "id, saga_type, status, input, output, error, next_event_seq, start_key, created_at, updated_at, reply_to, correlation_id";
 
-fn saga_row(row: sqlx::postgres::PgRow) -> Result<SagaRow, sqlx::Error> {
+pub(super) fn saga_row(row: sqlx::postgres::PgRow) -> Result<SagaRow, sqlx::Error> {
     let status: String = row.try_get("status")?;
     Ok(SagaRow {
         id: SagaId(row.try_get("id")?),
