@@ -7,11 +7,16 @@ use schemars::schema::RootSchema;
 use schemars::schema_for;
 
 use crate::payments::{
-    Charge, PaymentRequest, PaymentValidated, Receipt, ReceiptRequest, CHARGE_CUSTOMER,
-    PROCESS_PAYMENT, SEND_RECEIPT, VALIDATE_PAYMENT_INFO,
+    Charge, PaymentRequest, PaymentValidated, Receipt, ReceiptRequest, Refund, RefundRequest,
+    CHARGE_CUSTOMER, PROCESS_PAYMENT, REFUND_CHARGE, SEND_RECEIPT, VALIDATE_PAYMENT_INFO,
+};
+use crate::travel::{
+    Cancellation, Itinerary, Reservation, TripRequest, BOOK_TRIP, CANCEL_CAR, CANCEL_FLIGHT,
+    CANCEL_HOTEL, RESERVE_CAR, RESERVE_FLIGHT, RESERVE_HOTEL,
 };
 use crate::{
-    ActivityCommand, ActivityHeartbeat, ActivityResult, HistoryEvent, SagaEvent, StartSaga,
+    ActivityCancel, ActivityCommand, ActivityHeartbeat, ActivityResult, ExportedHistory,
+    HistoryEvent, SagaControl, SagaEvent, SagaFinished, SignalSaga, StartSaga,
 };
 
 /// Every published schema with its path relative to [`dir`].
@@ -26,6 +31,11 @@ pub fn all() -> Vec<(String, RootSchema)> {
             schema_for!(ActivityHeartbeat),
         ),
         ("history-event.json".into(), schema_for!(HistoryEvent)),
+        ("activity-cancel.json".into(), schema_for!(ActivityCancel)),
+        ("signal-saga.json".into(), schema_for!(SignalSaga)),
+        ("saga-control.json".into(), schema_for!(SagaControl)),
+        ("saga-finished.json".into(), schema_for!(SagaFinished)),
+        ("exported-history.json".into(), schema_for!(ExportedHistory)),
     ];
     for (activity, input, output) in activities() {
         schemas.push((format!("activities/{activity}.input.json"), input));
@@ -39,6 +49,14 @@ pub fn all() -> Vec<(String, RootSchema)> {
     schemas.push((
         format!("sagas/{PROCESS_PAYMENT}.output.json"),
         schema_for!(Receipt),
+    ));
+    schemas.push((
+        format!("sagas/{BOOK_TRIP}.input.json"),
+        schema_for!(TripRequest),
+    ));
+    schemas.push((
+        format!("sagas/{BOOK_TRIP}.output.json"),
+        schema_for!(Itinerary),
     ));
     schemas
 }
@@ -61,6 +79,41 @@ pub fn activities() -> Vec<(&'static str, RootSchema, RootSchema)> {
             SEND_RECEIPT,
             schema_for!(ReceiptRequest),
             schema_for!(Receipt),
+        ),
+        (
+            REFUND_CHARGE,
+            schema_for!(RefundRequest),
+            schema_for!(Refund),
+        ),
+        (
+            RESERVE_FLIGHT,
+            schema_for!(TripRequest),
+            schema_for!(Reservation),
+        ),
+        (
+            CANCEL_FLIGHT,
+            schema_for!(Reservation),
+            schema_for!(Cancellation),
+        ),
+        (
+            RESERVE_HOTEL,
+            schema_for!(TripRequest),
+            schema_for!(Reservation),
+        ),
+        (
+            CANCEL_HOTEL,
+            schema_for!(Reservation),
+            schema_for!(Cancellation),
+        ),
+        (
+            RESERVE_CAR,
+            schema_for!(TripRequest),
+            schema_for!(Reservation),
+        ),
+        (
+            CANCEL_CAR,
+            schema_for!(Reservation),
+            schema_for!(Cancellation),
         ),
     ]
 }
