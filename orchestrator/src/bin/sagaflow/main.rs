@@ -1,11 +1,15 @@
-//! The Sagaflow command line: start a saga, list sagas, show one saga.
+//! The Sagaflow command line: start, list, show, watch and operate sagas (resume, cancel,
+//! terminate, retry compensation, signal), dead letters, export and replay-check histories.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use sagaflow_amqp::{OutgoingMessage, Publisher};
-use sagaflow_contracts::{headers, HistoryEvent, SagaId, SagaStatus, StartSaga, Topology};
+use sagaflow_contracts::{
+    headers, ControlAction, HistoryEvent, SagaFinished, SagaId, SagaStatus, SignalSaga, StartSaga,
+    Topology,
+};
 use sagaflow_orchestrator::store::{self, SagaRow};
 use sqlx::PgPool;
 
@@ -84,6 +88,70 @@ enum Command {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Cancel a saga: its code sees the cancellation at its next await, running activities are
+    /// told, and the compensations of its completed steps run (status `cancelled`).
+    Cancel {
+        saga_id: SagaId,
+        /// Why, for the history.
+        #[arg(long, default_value = "cancelled by an operator")]
+        reason: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Terminate a saga: it stops at once; nothing more runs and nothing is compensated.
+    Terminate {
+        saga_id: SagaId,
+        /// Why, for the history.
+        #[arg(long, default_value = "terminated by an operator")]
+        reason: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Run the failed compensation of a `compensation_failed` saga again, and go on.
+    RetryCompensation {
+        saga_id: SagaId,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Send a signal to a saga, by id or by saga type and start key.
+    Signal {
+        /// The saga's id.
+        #[arg(required_unless_present = "start_key", conflicts_with = "start_key")]
+        saga_id: Option<SagaId>,
+        /// Instead of an id: the start key the saga was started with (with --saga-type).
+        #[arg(long)]
+        start_key: Option<String>,
+        /// With --start-key: the saga type.
+        #[arg(long, default_value = "ProcessPayment")]
+        saga_type: String,
+        /// The signal's name, as the saga code awaits it (`ctx.signal("name")`).
+        #[arg(long)]
+        name: String,
+        /// The signal's payload, as JSON.
+        #[arg(long, default_value = "null")]
+        payload: String,
+        /// Makes the signal idempotent: the same id twice reaches the saga once.
+        #[arg(long)]
+        signal_id: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Write a saga's history to a file (for `replay-check`, or a test of your own).
+    Export {
+        saga_id: SagaId,
+        /// The file to write; standard output if absent.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// PostgreSQL holding the orchestrator's tables.
+        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        database_url: String,
+    },
+    /// Replay every exported history in a directory against the demo sagas of this build and
+    /// list those that would diverge (exit non-zero if any).
+    ReplayCheck {
+        /// A directory of files written by `sagaflow export`.
+        dir: std::path::PathBuf,
+    },
     /// Resume a stuck saga after its code was fixed: an orchestrator replays it with the code
     /// it runs now and, if the history still fits, it goes on from where it stopped.
     Resume {
@@ -121,6 +189,8 @@ enum Command {
 }
 
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+mod operate;
 
 #[derive(clap::Args)]
 struct Connection {
@@ -163,19 +233,22 @@ async fn run() -> anyhow::Result<()> {
                 input,
                 start_key,
             };
-            publish_start(&connection, &start, &message_id).await?;
-            println!("start message {message_id} published (start key {key})");
-            if wait {
-                let pool = connect_db(&connection.database_url).await?;
-                let saga =
-                    wait_until_finished(&pool, &saga_type, &key, Duration::from_secs(timeout_secs))
-                        .await?;
-                print_saga(&pool, &saga).await?;
-                if saga.status != SagaStatus::Completed {
-                    bail!("saga {} ended {}", saga.id, saga.status);
-                }
+            if !wait {
+                publish_start(&connection, &start, &message_id).await?;
+                println!("start message {message_id} published (start key {key})");
+                return Ok(());
             }
-            Ok(())
+            let timeout = Duration::from_secs(timeout_secs);
+            let outcome =
+                operate::start_and_wait(&connection, &start, &message_id, timeout).await?;
+            print_outcome(&connection, &outcome).await;
+            match outcome.status.as_str() {
+                "completed" => Ok(()),
+                status => bail!(
+                    "saga {} ended {status}",
+                    outcome.saga_id.map_or("-".to_owned(), |id| id.to_string())
+                ),
+            }
         }
         Command::List {
             status,
@@ -231,6 +304,65 @@ async fn run() -> anyhow::Result<()> {
             json,
             connection,
         } => dead_letters(&connection, republish, limit, json).await,
+        Command::Cancel {
+            saga_id,
+            reason,
+            connection,
+        } => {
+            operate::control(&connection, saga_id, ControlAction::Cancel, reason).await?;
+            println!("cancel of saga {saga_id} sent");
+            Ok(())
+        }
+        Command::Terminate {
+            saga_id,
+            reason,
+            connection,
+        } => {
+            operate::control(&connection, saga_id, ControlAction::Terminate, reason).await?;
+            println!("termination of saga {saga_id} sent");
+            Ok(())
+        }
+        Command::RetryCompensation {
+            saga_id,
+            connection,
+        } => {
+            let action = ControlAction::RetryCompensation;
+            operate::control(&connection, saga_id, action, String::new()).await?;
+            println!("retry of saga {saga_id}'s compensation sent");
+            Ok(())
+        }
+        Command::Signal {
+            saga_id,
+            start_key,
+            saga_type,
+            name,
+            payload,
+            signal_id,
+            connection,
+        } => {
+            let payload = serde_json::from_str(&payload).context("--payload is not JSON")?;
+            let by_key = saga_id.is_none();
+            let signal = SignalSaga {
+                saga_id,
+                saga_type: by_key.then_some(saga_type),
+                start_key,
+                name: name.clone(),
+                payload,
+                signal_id,
+            };
+            operate::signal(&connection, signal).await?;
+            println!("signal {name:?} sent");
+            Ok(())
+        }
+        Command::Export {
+            saga_id,
+            out,
+            database_url,
+        } => {
+            let pool = connect_db(&database_url).await?;
+            operate::export(&pool, saga_id, out.as_deref()).await
+        }
+        Command::ReplayCheck { dir } => operate::replay_check(&dir),
         Command::Show {
             saga_id,
             start_key,
@@ -420,6 +552,42 @@ async fn publish_start(
     Ok(())
 }
 
+/// Prints how a saga ended, as its reply said; and its history if the database is at hand.
+async fn print_outcome(connection: &Connection, outcome: &SagaFinished) {
+    let saga = outcome.saga_id.map_or("-".to_owned(), |id| id.to_string());
+    println!("saga       {saga}");
+    println!("type       {}", outcome.saga_type);
+    println!("status     {}", outcome.status);
+    if let Some(key) = &outcome.start_key {
+        println!("start key  {key}");
+    }
+    if let Some(output) = &outcome.output {
+        println!("output     {output}");
+    }
+    if let Some(error) = &outcome.error {
+        println!("error      {error}");
+    }
+    let Some(saga_id) = outcome.saga_id else {
+        return;
+    };
+    // The history is a bonus: the outcome above needed only the broker.
+    let pool = tokio::time::timeout(
+        Duration::from_secs(3),
+        PgPool::connect(&connection.database_url),
+    )
+    .await;
+    if let Ok(Ok(pool)) = pool {
+        if let Ok(Some(row)) = store::get_saga(&pool, saga_id).await {
+            println!("history");
+            if let Ok(history) = store::load_history(&pool, row.id).await {
+                for event in &history {
+                    let _ = print_event(event);
+                }
+            }
+        }
+    }
+}
+
 async fn connect_db(url: &str) -> anyhow::Result<PgPool> {
     PgPool::connect(url).await.with_context(|| {
         format!(
@@ -427,26 +595,6 @@ async fn connect_db(url: &str) -> anyhow::Result<PgPool> {
             sagaflow_amqp::redact(url)
         )
     })
-}
-
-async fn wait_until_finished(
-    pool: &PgPool,
-    saga_type: &str,
-    key: &str,
-    timeout: Duration,
-) -> anyhow::Result<SagaRow> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(saga) = store::find_saga_by_start_key(pool, saga_type, key).await? {
-            if saga.status != SagaStatus::Running {
-                return Ok(saga);
-            }
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("the saga with start key {key} did not finish within {timeout:?}; is the orchestrator running?");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The `list` table, each column as wide as its widest value.
