@@ -7,7 +7,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use sagaflow_amqp::{declare_core, OutgoingMessage, Publisher, QueueType};
-use sagaflow_contracts::{headers, payments, StartSaga, Topology};
+use sagaflow_contracts::{headers, payments, travel, StartSaga, Topology};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::{wait_until, Bin, RawActivity, Service};
@@ -478,9 +478,26 @@ impl Drop for Deployment {
                 .activity_queue(payments::VALIDATE_PAYMENT_INFO),
             self.topology.activity_queue(payments::CHARGE_CUSTOMER),
             self.topology.activity_queue(payments::SEND_RECEIPT),
+            self.topology.activity_queue(payments::REFUND_CHARGE),
+            self.topology.signals_queue(),
+            self.topology.control_queue(),
         ];
+        queues.extend(
+            [
+                travel::RESERVE_FLIGHT,
+                travel::CANCEL_FLIGHT,
+                travel::RESERVE_HOTEL,
+                travel::CANCEL_HOTEL,
+                travel::RESERVE_CAR,
+                travel::CANCEL_CAR,
+            ]
+            .map(|activity| self.topology.activity_queue(activity)),
+        );
         queues.append(&mut self.raw_queues);
-        let exchange = self.topology.dead_letter_exchange();
+        let exchanges = [
+            self.topology.dead_letter_exchange(),
+            self.topology.activity_cancels_exchange(),
+        ];
         let amqp_url = self.amqp_url.clone();
         let admin_url = self.admin_database_url.clone();
         let database = self.database.clone();
@@ -505,9 +522,11 @@ impl Drop for Deployment {
                                 .queue_delete(queue, QueueDeleteOptions::default())
                                 .await;
                         }
-                        let _ = channel
-                            .exchange_delete(&exchange, ExchangeDeleteOptions::default())
-                            .await;
+                        for exchange in &exchanges {
+                            let _ = channel
+                                .exchange_delete(exchange, ExchangeDeleteOptions::default())
+                                .await;
+                        }
                     }
                     let _ = amqp.close(200, "cleanup").await;
                 }

@@ -13,6 +13,9 @@ pub enum Bin {
     PaymentValidator,
     Charger,
     ReceiptSender,
+    FlightService,
+    HotelService,
+    CarService,
     /// Not a service: publishes one message with deeply nested headers (`src/bin/`).
     NestedHeaderPublisher,
 }
@@ -26,6 +29,9 @@ impl Bin {
             Bin::PaymentValidator => "payment-validator",
             Bin::Charger => "charger",
             Bin::ReceiptSender => "receipt-sender",
+            Bin::FlightService => "flight-service",
+            Bin::HotelService => "hotel-service",
+            Bin::CarService => "car-service",
             Bin::NestedHeaderPublisher => "publish-nested-headers",
         }
     }

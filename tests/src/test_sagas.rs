@@ -7,7 +7,7 @@ use sagaflow_contracts::payments::{
     Charge, PaymentRequest, PaymentValidated, Receipt, ReceiptRequest, CHARGE_CUSTOMER,
     SEND_RECEIPT, VALIDATE_PAYMENT_INFO,
 };
-use sagaflow_orchestrator::{ActivityOptions, SagaContext, SagaError, SagaRegistry};
+use sagaflow_orchestrator::{ActivityOptions, Either, SagaContext, SagaError, SagaRegistry};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -18,6 +18,40 @@ pub const PAYMENT_AFTER_PAUSE: &str = "PaymentAfterPause";
 pub const ONE_STEP: &str = "OneStep";
 /// `Evolving`: the demo payment, with a bug after validation when built with `buggy`.
 pub const EVOLVING: &str = "Evolving";
+/// `CollectApprovals`: validates the payment, then waits for `count` "approved" signals, each
+/// for at most `timeout_ms`.
+pub const COLLECT_APPROVALS: &str = "CollectApprovals";
+/// `Versioned`: the demo payment in three builds (see [`Version`]).
+pub const VERSIONED: &str = "Versioned";
+
+/// Which build of `Versioned` a test orchestrator runs (`TEST_SAGA_VERSION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// Validate, charge, send the receipt.
+    V1,
+    /// Validates again after the charge, behind `ctx.patched("revalidate")`.
+    V2Patched,
+    /// Validates again after the charge, unguarded: sagas of v1 diverge.
+    V2Unpatched,
+}
+
+impl Version {
+    /// From `TEST_SAGA_VERSION` (`1`, `2`, `2-unpatched`); v1 when unset.
+    pub fn from_env() -> Version {
+        match std::env::var("TEST_SAGA_VERSION").as_deref() {
+            Ok("2") => Version::V2Patched,
+            Ok("2-unpatched") => Version::V2Unpatched,
+            _ => Version::V1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CollectApprovals {
+    pub payment: PaymentRequest,
+    pub count: u32,
+    pub timeout_ms: u64,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PaymentAfterPause {
@@ -71,11 +105,55 @@ async fn evolving(
     Ok(ctx.activity(SEND_RECEIPT, &receipt).await?)
 }
 
-/// Registers the test sagas; `buggy` builds `Evolving` with its bug.
-pub fn register(registry: &mut SagaRegistry, buggy: bool) {
+async fn collect_approvals(
+    ctx: SagaContext,
+    input: CollectApprovals,
+) -> Result<Vec<String>, SagaError> {
+    let _: PaymentValidated = ctx.activity(VALIDATE_PAYMENT_INFO, &input.payment).await?;
+    let mut approvals = Vec::new();
+    for _ in 0..input.count {
+        let deadline = ctx.sleep(Duration::from_millis(input.timeout_ms));
+        match ctx.select(ctx.signal::<String>("approved"), deadline).await {
+            Either::Left(approver) => approvals.push(approver?),
+            Either::Right(slept) => {
+                slept?;
+                approvals.push("no approval in time".to_owned());
+            }
+        }
+    }
+    Ok(approvals)
+}
+
+async fn versioned(
+    ctx: SagaContext,
+    order: PaymentRequest,
+    version: Version,
+) -> Result<Receipt, SagaError> {
+    let _: PaymentValidated = ctx.activity(VALIDATE_PAYMENT_INFO, &order).await?;
+    let charge: Charge = ctx.activity(CHARGE_CUSTOMER, &order).await?;
+    let revalidate = match version {
+        Version::V1 => false,
+        Version::V2Patched => ctx.patched("revalidate"),
+        Version::V2Unpatched => true,
+    };
+    if revalidate {
+        let _: PaymentValidated = ctx.activity(VALIDATE_PAYMENT_INFO, &order).await?;
+    }
+    let receipt = ReceiptRequest {
+        email: order.email,
+        charge,
+    };
+    Ok(ctx.activity(SEND_RECEIPT, &receipt).await?)
+}
+
+/// Registers the test sagas; `buggy` builds `Evolving` with its bug, `version` picks the build
+/// of `Versioned`.
+pub fn register(registry: &mut SagaRegistry, buggy: bool, version: Version) {
     registry
         .register(PAYMENT_AFTER_PAUSE, payment_after_pause)
         .and_then(|r| r.register(ONE_STEP, one_step))
         .and_then(|r| r.register(EVOLVING, move |ctx, order| evolving(ctx, order, buggy)))
+        .and_then(|r| r.register(COLLECT_APPROVALS, collect_approvals))
+        .and_then(|r| r.register(VERSIONED, move |ctx, order| versioned(ctx, order, version)))
         .expect("the test saga names are valid");
 }

@@ -1,5 +1,6 @@
 //! The orchestrator with the demo sagas and the end-to-end tests' own (`test_sagas`).
-//! `TEST_SAGA_BUG=1` builds the `Evolving` saga with its bug, as an older release would have.
+//! `TEST_SAGA_BUG=1` builds the `Evolving` saga with its bug, as an older release would have;
+//! `TEST_SAGA_VERSION=1|2|2-unpatched` picks the build of `Versioned`.
 
 use anyhow::Context;
 use clap::Parser;
@@ -25,7 +26,8 @@ async fn run() -> anyhow::Result<()> {
         sagaflow_process::shutdown_on_signals().context("cannot listen for SIGTERM/SIGINT")?;
     let mut registry = demo::registry();
     let buggy = std::env::var_os("TEST_SAGA_BUG").is_some();
-    sagaflow_e2e::test_sagas::register(&mut registry, buggy);
+    let version = sagaflow_e2e::test_sagas::Version::from_env();
+    sagaflow_e2e::test_sagas::register(&mut registry, buggy, version);
     Orchestrator::new(registry)
         .run(cli.config, shutdown)
         .await
