@@ -22,6 +22,7 @@ import os
 import signal
 import sqlite3
 import sys
+import time
 import uuid
 
 import pika
@@ -196,16 +197,28 @@ def main():
 
     params = pika.URLParameters(args.amqp_url)
     params.client_properties = {"connection_name": "python-charger"}
-    connection = pika.BlockingConnection(params)
-    channel = connection.channel()
-    channel.confirm_delivery()
     topology = wire.Topology(args.namespace)
-    # Idempotent declarations with exactly the orchestrator's arguments.
-    topology.declare_queue(channel, topology.activity_queue(ACTIVITY), args.queue_type)
-    topology.declare_queue(channel, topology.results_queue, args.queue_type)
-    channel.basic_qos(prefetch_count=args.prefetch)
-    charger = Charger(args, channel, schemas, charges)
-    channel.basic_consume(topology.activity_queue(ACTIVITY), charger.on_command, auto_ack=False)
+    # RabbitMQ can refuse the first basic.consume on a quorum queue that another process is
+    # declaring at the same moment (and close the connection): connect again a few times, as
+    # the Rust SDK does.
+    for attempt in range(1, 6):
+        try:
+            connection = pika.BlockingConnection(params)
+            channel = connection.channel()
+            channel.confirm_delivery()
+            # Idempotent declarations with exactly the orchestrator's arguments.
+            topology.declare_queue(channel, topology.activity_queue(ACTIVITY), args.queue_type)
+            topology.declare_queue(channel, topology.results_queue, args.queue_type)
+            channel.basic_qos(prefetch_count=args.prefetch)
+            charger = Charger(args, channel, schemas, charges)
+            channel.basic_consume(topology.activity_queue(ACTIVITY), charger.on_command,
+                                  auto_ack=False)
+            break
+        except pika.exceptions.AMQPConnectionError as error:
+            if attempt == 5:
+                raise
+            log.warning("consuming did not start (%s); connecting again", error)
+            time.sleep(0.25 * attempt)
 
     def stop(signum, _frame):
         log.info("signal %s: stopping after the command in hand", signum)
