@@ -1,7 +1,11 @@
 // Sagaflow web UI: reads the JSON API and polls it. No build step, no dependencies.
 "use strict";
 
-const STATUSES = ["running", "completed", "failed", "stuck"];
+const STATUSES = [
+  "running", "completed", "failed", "stuck",
+  "compensated", "compensation_failed", "cancelled", "terminated",
+];
+const FINAL = ["completed", "failed", "compensated", "cancelled", "terminated"];
 const $ = (sel) => document.querySelector(sel);
 
 function el(tag, attrs, ...children) {
@@ -205,7 +209,8 @@ async function sagaPage() {
 
     const errorBox = $("#saga-error");
     errorBox.hidden = !saga.error;
-    errorBox.textContent = saga.error ? (saga.status === "stuck" ? "Stuck: " : "Failed: ") + errorText(saga.error) : "";
+    errorBox.textContent = saga.error ? ({ stuck: "Stuck: ", cancelled: "Cancelled: ", terminated: "Terminated: ",
+      compensated: "Failed, compensated: ", compensation_failed: "Compensation failed: " }[saga.status] || "Failed: ") + errorText(saga.error) : "";
 
     const { steps, sleeps } = timeline(saga);
     $("#timeline").replaceChildren(...steps.map((s) => el("div", { class: "step", "data-step": s.step, "data-activity": s.activity, "data-status": s.status },
@@ -233,7 +238,7 @@ async function sagaPage() {
         el("td", {}, seq), el("td", { class: "mono" }, fmtTime(at)), el("td", {}, type),
         el("td", { class: "mono" }, JSON.stringify(rest)));
     }));
-    if (["completed", "failed"].includes(saga.status) && timer) { clearInterval(timer); timer = null; }
+    if (FINAL.includes(saga.status) && timer) { clearInterval(timer); timer = null; }
   }
   await refresh();
   timer = setInterval(refresh, 1000);

@@ -48,7 +48,8 @@ enum Command {
     },
     /// List the most recently updated sagas.
     List {
-        /// Only sagas with this status: running, completed, failed or stuck.
+        /// Only sagas with this status: running, completed, failed, stuck, compensated,
+        /// compensation_failed, cancelled or terminated.
         #[arg(long)]
         status: Option<SagaStatus>,
         /// How many sagas to list, most recently updated first.
