@@ -18,7 +18,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bins \
         -p sagaflow-orchestrator -p payment-validator -p charger -p receipt-sender \
-        -p flight-service -p hotel-service -p car-service \
+        -p travel-services \
  && mkdir /out \
  && cp target/release/orchestrator target/release/sagaflow target/release/payment-validator \
        target/release/charger target/release/receipt-sender \

@@ -153,6 +153,41 @@ impl Deployment {
             .expect("sagas can be queried")
     }
 
+    /// Waits until a saga of any type started with `start_key` exists; returns its id.
+    pub async fn wait_for_start(&self, start_key: &str, timeout: Duration) -> uuid::Uuid {
+        wait_until(
+            &format!("saga {start_key} starts (logs: {})", self.log_dir.display()),
+            timeout,
+            || async { self.saga_by_key(start_key).await.map(|(id, _)| id) },
+        )
+        .await
+    }
+
+    /// Waits until the saga has scheduled `steps` steps; returns its history.
+    pub async fn wait_for_steps(
+        &self,
+        saga: uuid::Uuid,
+        steps: usize,
+        timeout: Duration,
+    ) -> Vec<Recorded> {
+        wait_until(
+            &format!(
+                "saga {saga} schedules {steps} steps (logs: {})",
+                self.log_dir.display()
+            ),
+            timeout,
+            || async {
+                let history = self.history(saga).await;
+                let scheduled = history
+                    .iter()
+                    .filter(|e| e.kind == "ActivityScheduled")
+                    .count();
+                (scheduled >= steps).then_some(history)
+            },
+        )
+        .await
+    }
+
     /// Waits until the saga of any type started with `start_key` has `status`.
     pub async fn wait_for_status(
         &self,

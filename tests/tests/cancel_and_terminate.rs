@@ -18,23 +18,8 @@ async fn a_cancelled_saga_tells_its_running_activity_and_ends_cancelled() {
     deployment
         .publish_start(&payment::start("order-hung"))
         .await;
-    let (saga, _) = sagaflow_e2e::wait_until("the saga starts", END, || async {
-        deployment.saga("order-hung").await
-    })
-    .await;
-    deployment
-        .wait_for_event(saga, "ActivityScheduled", END)
-        .await;
-    sagaflow_e2e::wait_until("the charge is scheduled", END, || async {
-        let history = deployment.history(saga).await;
-        (history
-            .iter()
-            .filter(|e| e.kind == "ActivityScheduled")
-            .count()
-            == 2)
-            .then_some(())
-    })
-    .await;
+    let saga = deployment.wait_for_start("order-hung", END).await;
+    deployment.wait_for_steps(saga, 2, END).await;
 
     let out = deployment
         .run_cli(&[
@@ -80,10 +65,7 @@ async fn a_cancel_after_the_charge_refunds_it() {
     deployment
         .publish_start(&payment::start("order-cancel"))
         .await;
-    let (saga, _) = sagaflow_e2e::wait_until("the saga starts", END, || async {
-        deployment.saga("order-cancel").await
-    })
-    .await;
+    let saga = deployment.wait_for_start("order-cancel", END).await;
     sagaflow_e2e::wait_until("the customer is charged", END, || async {
         (deployment.count("SELECT count(*) FROM charges").await == 1).then_some(())
     })
@@ -91,16 +73,7 @@ async fn a_cancel_after_the_charge_refunds_it() {
     deployment
         .wait_for_event(saga, "ActivityCompleted", END)
         .await;
-    sagaflow_e2e::wait_until("the receipt is scheduled", END, || async {
-        let history = deployment.history(saga).await;
-        (history
-            .iter()
-            .filter(|e| e.kind == "ActivityScheduled")
-            .count()
-            == 3)
-            .then_some(())
-    })
-    .await;
+    deployment.wait_for_steps(saga, 3, END).await;
     let out = deployment.run_cli(&["cancel", &saga.to_string()]).await;
     assert!(
         out.status.success(),
@@ -122,10 +95,7 @@ async fn a_terminated_saga_stops_at_once_and_runs_nothing_more() {
     deployment
         .publish_start(&payment::start("order-terminate"))
         .await;
-    let (saga, _) = sagaflow_e2e::wait_until("the saga starts", END, || async {
-        deployment.saga("order-terminate").await
-    })
-    .await;
+    let saga = deployment.wait_for_start("order-terminate", END).await;
     let out = deployment
         .run_cli(&["terminate", &saga.to_string(), "--reason", "fraud"])
         .await;

@@ -53,10 +53,7 @@ async fn signals_sent_before_the_saga_waits_are_kept_in_order_and_delivered_once
             "order-early",
         )
         .await;
-    let (saga, _) = sagaflow_e2e::wait_until("the saga starts", END, || async {
-        deployment.saga_by_key("order-early").await
-    })
-    .await;
+    let saga = deployment.wait_for_start("order-early", END).await;
     signal(&deployment, "order-early", r#""ada""#, "signal-1").await;
     signal(&deployment, "order-early", r#""ada""#, "signal-1").await; // the same signal again
     signal(&deployment, "order-early", r#""bob""#, "signal-2").await;
@@ -108,10 +105,7 @@ async fn a_signal_deadline_fires_once_across_an_orchestrator_restart() {
             "order-late",
         )
         .await;
-    let (saga, _) = sagaflow_e2e::wait_until("the saga starts", END, || async {
-        deployment.saga_by_key("order-late").await
-    })
-    .await;
+    let saga = deployment.wait_for_start("order-late", END).await;
     deployment.wait_for_event(saga, "TimerStarted", END).await;
     first.kill();
     let _second = deployment.spawn(Bin::TestOrchestrator, &[]);

@@ -28,10 +28,7 @@ async fn a_sleep_fires_once_after_the_orchestrator_is_killed_with_two_replicas_t
             "order-paused",
         )
         .await;
-    let (saga, _) = sagaflow_e2e::wait_until("the saga starts", END, || async {
-        deployment.saga_by_key("order-paused").await
-    })
-    .await;
+    let saga = deployment.wait_for_start("order-paused", END).await;
     let history = deployment.wait_for_event(saga, "TimerStarted", END).await;
     first.kill();
     let _replicas = [

@@ -24,10 +24,7 @@ async fn a_patched_change_keeps_old_sagas_on_the_old_path_and_the_replay_check_c
     // No charger yet: the old saga waits for its charge while the code changes.
     let input = serde_json::to_value(payment::request("order-old")).unwrap();
     deployment.start_saga(VERSIONED, input, "order-old").await;
-    let (old, _) = sagaflow_e2e::wait_until("the old saga starts", END, || async {
-        deployment.saga_by_key("order-old").await
-    })
-    .await;
+    let old = deployment.wait_for_start("order-old", END).await;
     deployment
         .wait_for_event(old, "ActivityCompleted", END)
         .await;

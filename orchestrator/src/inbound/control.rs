@@ -14,16 +14,11 @@ impl Processor {
         &self,
         delivery: &Delivery,
     ) -> Result<Disposition, ProcessError> {
-        if let Some(too_large) = self.too_large(delivery) {
-            return Ok(too_large);
-        }
-        if let Some(reason) = super::unsupported_wire_version(delivery) {
-            return Ok(Disposition::DeadLetter(reason));
-        }
-        let control: SagaControl = match sagaflow_contracts::decode::saga_control(&delivery.data) {
-            Ok(control) => control,
-            Err(e) => return Ok(Disposition::DeadLetter(e.to_string())),
-        };
+        let control: SagaControl =
+            match self.decode(delivery, sagaflow_contracts::decode::saga_control) {
+                Ok(control) => control,
+                Err(rejected) => return Ok(rejected),
+            };
         let reason =
             sagaflow_contracts::reason::truncate(&control.reason, MAX_REASON_BYTES).into_owned();
         tracing::info!(saga_id = %control.saga_id, action = ?control.action, reason, "control request");

@@ -15,16 +15,10 @@ impl Processor {
         &self,
         delivery: &Delivery,
     ) -> Result<Disposition, ProcessError> {
-        if let Some(too_large) = self.too_large(delivery) {
-            return Ok(too_large);
-        }
-        if let Some(reason) = super::unsupported_wire_version(delivery) {
-            return Ok(Disposition::DeadLetter(reason));
-        }
         let heartbeat: ActivityHeartbeat =
-            match sagaflow_contracts::decode::activity_heartbeat(&delivery.data) {
+            match self.decode(delivery, sagaflow_contracts::decode::activity_heartbeat) {
                 Ok(heartbeat) => heartbeat,
-                Err(e) => return Ok(Disposition::DeadLetter(e.to_string())),
+                Err(rejected) => return Ok(rejected),
             };
         let details = heartbeat.details.as_ref().filter(|details| {
             let small = serde_json::to_vec(details).map_or(0, |d| d.len()) <= MAX_DETAILS_BYTES;

@@ -157,6 +157,22 @@ impl Processor {
         }
     }
 
+    /// The body of `delivery` as `decode` reads it, or why it is dead-lettered: it is too large,
+    /// of a wire version this orchestrator does not speak, or not the message its queue carries.
+    pub(crate) fn decode<T>(
+        &self,
+        delivery: &Delivery,
+        decode: fn(&[u8]) -> Result<T, sagaflow_contracts::decode::DecodeError>,
+    ) -> Result<T, Disposition> {
+        if let Some(too_large) = self.too_large(delivery) {
+            return Err(too_large);
+        }
+        if let Some(reason) = unsupported_wire_version(delivery) {
+            return Err(Disposition::DeadLetter(reason));
+        }
+        decode(&delivery.data).map_err(|e| Disposition::DeadLetter(e.to_string()))
+    }
+
     /// A dead-letter disposition for a body over the size limit.
     pub(crate) fn too_large(&self, delivery: &Delivery) -> Option<Disposition> {
         (delivery.data.len() > self.max_message_bytes).then(|| {

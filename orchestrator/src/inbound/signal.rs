@@ -13,16 +13,11 @@ impl Processor {
         &self,
         delivery: &Delivery,
     ) -> Result<Disposition, ProcessError> {
-        if let Some(too_large) = self.too_large(delivery) {
-            return Ok(too_large);
-        }
-        if let Some(reason) = super::unsupported_wire_version(delivery) {
-            return Ok(Disposition::DeadLetter(reason));
-        }
-        let signal: SignalSaga = match sagaflow_contracts::decode::signal_saga(&delivery.data) {
-            Ok(signal) => signal,
-            Err(e) => return Ok(Disposition::DeadLetter(e.to_string())),
-        };
+        let signal: SignalSaga =
+            match self.decode(delivery, sagaflow_contracts::decode::signal_saga) {
+                Ok(signal) => signal,
+                Err(rejected) => return Ok(rejected),
+            };
         let Some(signal_id) = signal
             .signal_id
             .clone()

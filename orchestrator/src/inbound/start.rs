@@ -20,15 +20,9 @@ impl Processor {
         &self,
         delivery: &Delivery,
     ) -> Result<Disposition, ProcessError> {
-        if let Some(too_large) = self.too_large(delivery) {
-            return Ok(too_large);
-        }
-        if let Some(reason) = super::unsupported_wire_version(delivery) {
-            return Ok(Disposition::DeadLetter(reason));
-        }
-        let start: StartSaga = match sagaflow_contracts::decode::start_saga(&delivery.data) {
+        let start: StartSaga = match self.decode(delivery, sagaflow_contracts::decode::start_saga) {
             Ok(start) => start,
-            Err(e) => return Ok(Disposition::DeadLetter(e.to_string())),
+            Err(rejected) => return Ok(rejected),
         };
         let Some(definition) = self.registry.get(&start.saga_type) else {
             return Ok(self.unknown_saga_type(delivery, &start.saga_type));
