@@ -22,7 +22,8 @@ pub struct Config {
         long,
         env = "AMQP_URL",
         hide_env_values = true,
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_default_value = true
     )]
     pub amqp_url: String,
 
@@ -184,6 +185,28 @@ impl Config {
             start_to_close_timeout_ms: (self.start_to_close_timeout_secs > 0)
                 .then(|| self.start_to_close_timeout_secs.saturating_mul(1_000)),
             ..ActivityOptions::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: super::Config,
+    }
+
+    #[test]
+    fn help_shows_no_password_from_the_environment_or_the_defaults() {
+        // The only test in this crate that sets these variables.
+        std::env::set_var("DATABASE_URL", "postgres://app:db-secret@db:5432/app");
+        std::env::set_var("AMQP_URL", "amqp://app:mq-secret@mq:5672/%2f");
+        let help = Cli::command().render_long_help().to_string();
+        for secret in ["db-secret", "mq-secret", "guest:guest"] {
+            assert!(!help.contains(secret), "--help shows {secret}: {help}");
         }
     }
 }
