@@ -12,6 +12,7 @@ pub struct Config {
     #[arg(
         long,
         env = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pub database_url: String,
@@ -20,7 +21,9 @@ pub struct Config {
     #[arg(
         long,
         env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        hide_env_values = true,
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_default_value = true
     )]
     pub amqp_url: String,
 
@@ -97,6 +100,37 @@ pub struct Config {
     )]
     pub unknown_saga_type_grace_secs: u64,
 
+    /// How long connecting to RabbitMQ may take, in seconds.
+    #[arg(long, env = "SAGAFLOW_CONNECT_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub connect_timeout_secs: u64,
+
+    /// How long the outbox relay waits for the broker to confirm a batch, in seconds; then the
+    /// rows are tried again (and the connection made again).
+    #[arg(long, env = "SAGAFLOW_CONFIRM_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub confirm_timeout_secs: u64,
+
+    /// Failed publishes after which an outbox row is parked (`sagaflow outbox --parked`).
+    #[arg(long, env = "SAGAFLOW_OUTBOX_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..))]
+    pub outbox_max_attempts: i32,
+
+    /// PostgreSQL `statement_timeout` of this process's connections, in seconds (0: none).
+    #[arg(long, env = "SAGAFLOW_DB_STATEMENT_TIMEOUT_SECS", default_value_t = 30)]
+    pub db_statement_timeout_secs: u64,
+
+    /// PostgreSQL `idle_in_transaction_session_timeout`, in seconds (0: none): a transaction
+    /// left open by a stalled process is rolled back and its locks released.
+    #[arg(
+        long,
+        env = "SAGAFLOW_DB_IDLE_IN_TRANSACTION_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub db_idle_in_transaction_timeout_secs: u64,
+
+    /// How long a message waits for a PostgreSQL connection (and a connection attempt may take),
+    /// in seconds.
+    #[arg(long, env = "SAGAFLOW_DB_ACQUIRE_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub db_acquire_timeout_secs: u64,
+
     /// Where the HTTP API, the web UI, `/healthz`, `/readyz` and `/metrics` listen, e.g.
     /// `127.0.0.1:8080`. Unset: no HTTP server.
     #[arg(long, env = "SAGAFLOW_API_ADDR")]
@@ -117,6 +151,23 @@ impl Config {
         Duration::from_millis(self.outbox_poll_ms)
     }
 
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+
+    pub fn confirm_timeout(&self) -> Duration {
+        Duration::from_secs(self.confirm_timeout_secs)
+    }
+
+    /// The deadlines of every PostgreSQL wait.
+    pub fn database_timeouts(&self) -> crate::store::DatabaseTimeouts {
+        crate::store::DatabaseTimeouts {
+            statement: Duration::from_secs(self.db_statement_timeout_secs),
+            idle_in_transaction: Duration::from_secs(self.db_idle_in_transaction_timeout_secs),
+            acquire: Duration::from_secs(self.db_acquire_timeout_secs),
+        }
+    }
+
     pub fn timer_poll_interval(&self) -> Duration {
         Duration::from_millis(self.timer_poll_ms)
     }
@@ -134,6 +185,28 @@ impl Config {
             start_to_close_timeout_ms: (self.start_to_close_timeout_secs > 0)
                 .then(|| self.start_to_close_timeout_secs.saturating_mul(1_000)),
             ..ActivityOptions::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: super::Config,
+    }
+
+    #[test]
+    fn help_shows_no_password_from_the_environment_or_the_defaults() {
+        // The only test in this crate that sets these variables.
+        std::env::set_var("DATABASE_URL", "postgres://app:db-secret@db:5432/app");
+        std::env::set_var("AMQP_URL", "amqp://app:mq-secret@mq:5672/%2f");
+        let help = Cli::command().render_long_help().to_string();
+        for secret in ["db-secret", "mq-secret", "guest:guest"] {
+            assert!(!help.contains(secret), "--help shows {secret}: {help}");
         }
     }
 }

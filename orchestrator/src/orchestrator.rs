@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use sagaflow_amqp::{consume, declare_core, declare_dead_letter_watch, declare_queue, Publisher};
 use sagaflow_contracts::{InvalidName, Topology};
@@ -31,6 +32,10 @@ pub enum OrchestratorError {
     /// RabbitMQ is unreachable.
     #[error(transparent)]
     Broker(#[from] sagaflow_amqp::ConnectError),
+    /// RabbitMQ did not accept a connection in time (`SAGAFLOW_CONNECT_TIMEOUT_SECS`). Check that
+    /// the broker is reachable.
+    #[error("RabbitMQ at {url} did not accept a connection within {timeout:?}. Check AMQP_URL and that the broker is reachable")]
+    ConnectTimedOut { url: String, timeout: Duration },
     /// Declaring the topology or opening a channel failed.
     #[error("RabbitMQ: {0}")]
     Amqp(#[from] lapin::Error),
@@ -50,6 +55,21 @@ pub enum OrchestratorError {
     Api(#[from] crate::api::ServeError),
 }
 
+impl OrchestratorError {
+    /// Whether the broker connection was lost while running: waited out by connecting again.
+    fn is_connection_lost(&self) -> bool {
+        matches!(
+            self,
+            OrchestratorError::Broker(_)
+                | OrchestratorError::ConnectTimedOut { .. }
+                | OrchestratorError::Amqp(_)
+                | OrchestratorError::Consume(_)
+                | OrchestratorError::ConsumerStopped(_)
+                | OrchestratorError::Relay(RelayError::Broker(_))
+        )
+    }
+}
+
 fn api_settings(config: &Config) -> crate::api::ApiSettings {
     crate::api::ApiSettings {
         database_url: config.database_url.clone(),
@@ -62,7 +82,13 @@ fn api_settings(config: &Config) -> crate::api::ApiSettings {
 /// How often [`Orchestrator::run`] tries to start consuming (see
 /// [`sagaflow_amqp::ConsumeError::Start`]), and the delay before the second try (growing).
 const START_ATTEMPTS: u32 = 5;
-const START_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+const START_RETRY_DELAY: Duration = Duration::from_millis(250);
+/// The longest pause between two attempts to connect to RabbitMQ again.
+const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
+/// How long closing the broker connection may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// PostgreSQL connections of the outbox relay, apart from the inbound pool.
+const RELAY_CONNECTIONS: u32 = 2;
 
 impl Orchestrator {
     pub fn new(registry: SagaRegistry) -> Self {
@@ -91,75 +117,177 @@ impl Orchestrator {
         result
     }
 
-    /// [`Orchestrator::run`] without the HTTP API: connects, and connects again while
-    /// consuming does not start.
+    /// [`Orchestrator::run`] without the HTTP API. The first connections must succeed (an
+    /// unreachable server at start-up is a configuration error, reported at once); after that a
+    /// lost RabbitMQ connection is waited out in process: connect again with backoff, declare the
+    /// topology again and resume consuming, keeping the pools and the saga cache. PostgreSQL
+    /// outages are waited out by the pool (each failed message goes back to its queue).
     async fn run_connected(
         &self,
         config: &Config,
         shutdown: CancellationToken,
     ) -> Result<(), OrchestratorError> {
-        let mut attempt = 1;
+        let topology = Topology::new(&config.namespace)?;
+        let timeouts = config.database_timeouts();
+        let pool =
+            store::connect(&config.database_url, config.db_max_connections, timeouts).await?;
+        // The relay has connections of its own: inbound work holding every connection of the
+        // main pool must not starve the relay that makes room for it.
+        let relay_pool = store::connect_pool(&config.database_url, RELAY_CONNECTIONS, timeouts)?;
+        let mut connection = self.connect_broker(config, &shutdown, false).await?;
+        let mut processor: Option<Arc<Processor>> = None;
+        let mut consume_starts = 1;
         loop {
-            match self.run_once(config, shutdown.clone()).await {
-                Err(OrchestratorError::Consume(error))
-                    if error.is_start() && attempt < START_ATTEMPTS && !shutdown.is_cancelled() =>
-                {
-                    tracing::warn!(%error, attempt, "consuming did not start; connecting again");
-                    tokio::time::sleep(START_RETRY_DELAY * attempt).await;
-                    attempt += 1;
+            let Some(live) = connection.take() else {
+                return Ok(());
+            };
+            let result = self
+                .run_connection(
+                    config,
+                    &topology,
+                    &pool,
+                    &relay_pool,
+                    &live,
+                    &mut processor,
+                    shutdown.clone(),
+                )
+                .await;
+            close_broker(&live, "orchestrator stopping").await;
+            match result {
+                Ok(()) => {
+                    tracing::info!("orchestrator stopped");
+                    return Ok(());
                 }
-                result => return result,
+                Err(OrchestratorError::Consume(error))
+                    if error.is_start()
+                        && consume_starts < START_ATTEMPTS
+                        && !shutdown.is_cancelled() =>
+                {
+                    tracing::warn!(%error, attempt = consume_starts, "consuming did not start; connecting again");
+                    tokio::time::sleep(START_RETRY_DELAY * consume_starts).await;
+                    consume_starts += 1;
+                }
+                Err(error) if error.is_connection_lost() && !shutdown.is_cancelled() => {
+                    tracing::warn!(%error, "lost RabbitMQ; waiting for it to come back (the saga cache is kept)");
+                }
+                Err(error) => return Err(error),
+            }
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            connection = self.connect_broker(config, &shutdown, true).await?;
+        }
+    }
+
+    /// Connects to RabbitMQ within [`Config::connect_timeout`]. With `wait`, tries again with
+    /// backoff (capped at [`RECONNECT_MAX_DELAY`]) until it succeeds or `shutdown`; `None` when
+    /// shut down.
+    async fn connect_broker(
+        &self,
+        config: &Config,
+        shutdown: &CancellationToken,
+        wait: bool,
+    ) -> Result<Option<Arc<lapin::Connection>>, OrchestratorError> {
+        use backon::{ExponentialBuilder, Retryable};
+        let timeout = config.connect_timeout();
+        let attempt = || async {
+            match tokio::time::timeout(
+                timeout,
+                sagaflow_amqp::connect(&config.amqp_url, "sagaflow-orchestrator"),
+            )
+            .await
+            {
+                Ok(connected) => connected.map_err(OrchestratorError::Broker),
+                Err(_) => Err(OrchestratorError::ConnectTimedOut {
+                    url: sagaflow_amqp::redact(&config.amqp_url),
+                    timeout,
+                }),
+            }
+        };
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(RECONNECT_MAX_DELAY)
+            .with_jitter()
+            .without_max_times();
+        let connecting = attempt.retry(backoff).when(|_| wait).notify(
+            |error, delay| tracing::warn!(%error, ?delay, "waiting for RabbitMQ: connecting again"),
+        );
+        tokio::select! {
+            _ = shutdown.cancelled() => Ok(None),
+            connected = connecting => {
+                let connection = connected?;
+                if wait {
+                    tracing::info!("connected to RabbitMQ again");
+                }
+                Ok(Some(Arc::new(connection)))
             }
         }
     }
 
-    /// One connection's life, from connecting to a clean stop or a failure.
-    async fn run_once(
+    /// One connection's life, from declaring the topology to a clean stop or a failure. The
+    /// processor (and its saga cache) is created on the first connection and kept after.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_connection(
         &self,
         config: &Config,
+        topology: &Topology,
+        pool: &sqlx::PgPool,
+        relay_pool: &sqlx::PgPool,
+        connection: &Arc<lapin::Connection>,
+        processor_slot: &mut Option<Arc<Processor>>,
         shutdown: CancellationToken,
     ) -> Result<(), OrchestratorError> {
-        let topology = Topology::new(&config.namespace)?;
-        let pool = store::connect(&config.database_url, config.db_max_connections).await?;
-        let connection = sagaflow_amqp::connect(&config.amqp_url, "sagaflow-orchestrator").await?;
         let declaring = connection.create_channel().await?;
-        declare_core(&declaring, &topology, config.queue_type).await?;
-        declare_dead_letter_watch(&declaring, &topology, config.queue_type).await?;
+        declare_core(&declaring, topology, config.queue_type).await?;
+        declare_dead_letter_watch(&declaring, topology, config.queue_type).await?;
         for queue in [topology.signals_queue(), topology.control_queue()] {
-            declare_queue(&declaring, &topology, config.queue_type, &queue).await?;
+            declare_queue(&declaring, topology, config.queue_type, &queue).await?;
         }
+        let _ = declaring.close(200, "declared").await;
 
-        let outbox_ready = Arc::new(Notify::new());
-        let timers_armed = Arc::new(Notify::new());
-        let processor = Arc::new(Processor {
-            pool: pool.clone(),
-            registry: self.registry.clone(),
-            cache: SagaCache::new(config.cache_size),
-            topology: topology.clone(),
-            publisher: Publisher::open(&connection).await?,
-            outbox_ready: outbox_ready.clone(),
-            timers_armed: timers_armed.clone(),
-            max_message_bytes: config.max_message_bytes,
-            defaults: config.default_activity_options(),
-            unknown_saga_type_grace: std::time::Duration::from_secs(
-                config.unknown_saga_type_grace_secs,
-            ),
-        });
+        let publisher = Publisher::open(connection).await?;
+        let processor = match processor_slot {
+            Some(processor) => {
+                processor.replace_publisher(publisher);
+                processor.clone()
+            }
+            None => {
+                let processor = Arc::new(Processor {
+                    pool: pool.clone(),
+                    registry: self.registry.clone(),
+                    cache: SagaCache::new(config.cache_size),
+                    topology: topology.clone(),
+                    publisher: std::sync::RwLock::new(publisher),
+                    outbox_ready: Arc::new(Notify::new()),
+                    timers_armed: Arc::new(Notify::new()),
+                    max_message_bytes: config.max_message_bytes,
+                    defaults: config.default_activity_options(),
+                    unknown_saga_type_grace: std::time::Duration::from_secs(
+                        config.unknown_saga_type_grace_secs,
+                    ),
+                });
+                *processor_slot = Some(processor.clone());
+                processor
+            }
+        };
         let relay = OutboxRelay {
-            pool,
-            publisher: Publisher::open(&connection).await?,
+            pool: relay_pool.clone(),
+            publisher: Publisher::open(connection).await?,
             topology: topology.clone(),
             queue_type: config.queue_type,
-            wake: outbox_ready,
+            wake: processor.outbox_ready.clone(),
             poll_interval: config.outbox_poll_interval(),
             batch_size: config.outbox_batch,
+            confirm_timeout: config.confirm_timeout(),
+            max_attempts: config.outbox_max_attempts,
+            connection: connection.clone(),
         };
         let stop_relay = CancellationToken::new();
         let mut relay = tokio::spawn(relay.run(stop_relay.clone()));
         let stop_timers = CancellationToken::new();
         let timer_claimer = tokio::spawn(claim_timers(
             processor.clone(),
-            timers_armed,
+            processor.timers_armed.clone(),
             config.timer_poll_interval(),
             stop_timers.clone(),
         ));
@@ -211,14 +339,18 @@ impl Orchestrator {
                 failure.get_or_insert(Err(error));
             }
         }
-        let _ = connection.close(200, "orchestrator stopping").await;
         match failure {
             Some(Err(error)) => Err(error),
-            _ => {
-                tracing::info!("orchestrator stopped");
-                Ok(())
-            }
+            _ => Ok(()),
         }
+    }
+}
+
+/// Closes `connection` within [`CLOSE_TIMEOUT`], so that the AMQP client's I/O loop ends before
+/// the runtime does (a connection dropped with the runtime logs an error from lapin).
+async fn close_broker(connection: &lapin::Connection, why: &str) {
+    if connection.status().connected() {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, why)).await;
     }
 }
 

@@ -184,8 +184,18 @@ impl ActivityWorker {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
         let activities = checked_activities(self.activities)?;
         let mut attempt = 1;
+        // The first connection must succeed (an unreachable broker at start-up is reported at
+        // once); after that, a lost connection is waited out with backoff.
+        let mut connected = false;
         loop {
-            match connect_and_serve(&self.config, activities.clone(), shutdown.clone()).await {
+            let served = connect_and_serve(
+                &self.config,
+                activities.clone(),
+                shutdown.clone(),
+                &mut connected,
+            )
+            .await;
+            match served {
                 Err(WorkerError::Consume(error))
                     if error.is_start() && attempt < START_ATTEMPTS && !shutdown.is_cancelled() =>
                 {
@@ -193,8 +203,40 @@ impl ActivityWorker {
                     tokio::time::sleep(START_RETRY_DELAY * attempt).await;
                     attempt += 1;
                 }
+                Err(error)
+                    if connected && error.is_connection_lost() && !shutdown.is_cancelled() =>
+                {
+                    tracing::warn!(%error, "lost RabbitMQ; waiting for it to come back");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(START_RETRY_DELAY) => {}
+                    }
+                }
                 result => return result,
             }
+        }
+    }
+}
+
+impl WorkerError {
+    /// Whether the broker connection was lost or broke while running (waited out by
+    /// connecting again), rather than a mistake of configuration or code.
+    fn is_connection_lost(&self) -> bool {
+        match self {
+            WorkerError::Connect(_)
+            | WorkerError::ConnectTimedOut { .. }
+            | WorkerError::Channel(_)
+            | WorkerError::Consume(_)
+            | WorkerError::ConsumerCancelled { .. }
+            | WorkerError::CancelsConsumer { .. }
+            | WorkerError::Reply(_) => true,
+            // A queue declared with other arguments stays so; anything else is the connection.
+            WorkerError::Declare { source, .. } => !matches!(
+                source,
+                lapin::Error::ProtocolError(error)
+                    if error.kind() == &lapin::protocol::AMQPErrorKind::Soft(lapin::protocol::AMQPSoftError::PRECONDITIONFAILED)
+            ),
+            _ => false,
         }
     }
 }
@@ -203,25 +245,44 @@ impl ActivityWorker {
 /// [`sagaflow_amqp::ConsumeError::Start`]), and the delay before the second try (growing).
 const START_ATTEMPTS: u32 = 5;
 const START_RETRY_DELAY: Duration = Duration::from_millis(250);
+/// The longest pause between two attempts to connect to RabbitMQ again.
+const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
 
 /// One connection's life: connect, declare, consume until `shutdown` or a failure, close.
 async fn connect_and_serve(
     config: &WorkerConfig,
     activities: Vec<(String, ErasedHandler)>,
     shutdown: CancellationToken,
+    connected_before: &mut bool,
 ) -> Result<(), WorkerError> {
+    use backon::{ExponentialBuilder, Retryable};
     let url = sagaflow_amqp::redact(&config.amqp_url);
-    let connect = tokio::time::timeout(
-        config.connect_timeout,
-        sagaflow_amqp::connect(&config.amqp_url, &config.service_name),
+    let wait = *connected_before;
+    let attempt = || async {
+        tokio::time::timeout(
+            config.connect_timeout,
+            sagaflow_amqp::connect(&config.amqp_url, &config.service_name),
+        )
+        .await
+        .map_err(|_| WorkerError::ConnectTimedOut {
+            url: url.clone(),
+            timeout: config.connect_timeout,
+        })?
+        .map_err(WorkerError::from)
+    };
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(RECONNECT_MAX_DELAY)
+        .with_jitter()
+        .without_max_times();
+    let connect = attempt.retry(backoff).when(|_| wait).notify(
+        |error, delay| tracing::warn!(%error, ?delay, "waiting for RabbitMQ: connecting again"),
     );
     let connection = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
-        connected = connect => connected.map_err(|_| WorkerError::ConnectTimedOut {
-            url: url.clone(),
-            timeout: config.connect_timeout,
-        })??,
+        connected = connect => connected?,
     };
+    *connected_before = true;
     tracing::info!(
         service = config.service_name,
         url,

@@ -3,30 +3,52 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
+use lapin::Connection;
 use sagaflow_amqp::{declare_queue, PublishError, Publisher, QueueType};
 use sagaflow_contracts::{headers, Topology};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::store;
+use crate::store::{self, OutboxRow};
 
 /// Publishes committed outbox rows with publisher confirms, then deletes them.
 ///
 /// Woken after each commit that wrote rows, and by a poll in case the wake-up was missed or
-/// another replica committed the rows. A crash after publishing and before the delete commits
-/// publishes the row again later: consumers de-duplicate.
+/// another replica committed the rows.
+///
+/// **No lock is held while waiting on the broker.** A batch is claimed by setting a lease
+/// (`claimed_until`) in one short statement; then it is published and each confirmed row is
+/// deleted. Crash analysis:
+/// - dies after the claim, before publishing: the rows wait for their lease to end
+///   ([`OutboxRelay::lease`]), then any relay claims them;
+/// - dies after publishing, before the delete: the rows are published again after the lease;
+///   consumers de-duplicate (message id, idempotency key);
+/// - a publish slower than the lease: another relay may publish the row too; same as above.
+///
+/// **No poison row.** A row the broker refuses (nack, a closed channel, an exchange that does not
+/// exist) is counted (`attempts`, `last_error`) and tried again after a growing pause; after
+/// [`OutboxRelay::max_attempts`] it is parked (`parked_at`) for an operator (`sagaflow outbox
+/// --parked`, `--republish`). The relay goes on with every other row: after a failed batch, rows
+/// that have failed before are published one at a time, so a row that closes the channel cannot
+/// take the rows around it down with it.
 pub struct OutboxRelay {
+    /// A pool of its own, so inbound work cannot starve the relay.
     pub pool: PgPool,
+    pub connection: Arc<Connection>,
     pub publisher: Publisher,
     pub topology: Topology,
     pub queue_type: QueueType,
     pub wake: Arc<Notify>,
     pub poll_interval: Duration,
     pub batch_size: i64,
+    /// How long a batch's confirms may take; then its rows are tried again.
+    pub confirm_timeout: Duration,
+    /// Failed publishes after which a row is parked.
+    pub max_attempts: i32,
 }
 
-/// The relay stopped: its database or broker connection failed.
+/// The relay stopped: its broker connection failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     #[error("outbox relay: database: {0}")]
@@ -35,26 +57,50 @@ pub enum RelayError {
     Broker(#[from] lapin::Error),
 }
 
+/// The longest pause before a failed row is tried again.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
 impl OutboxRelay {
-    /// Relays until `shutdown`, then relays what is left once more.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), RelayError> {
+    /// How long a claim lasts: longer than the confirms may take.
+    pub fn lease(&self) -> Duration {
+        self.confirm_timeout + Duration::from_secs(5)
+    }
+
+    /// Relays until `shutdown`, then relays what is left once more. A database failure is
+    /// logged and tried again at the next poll; a lost broker connection ends it with an error
+    /// (the orchestrator connects again).
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), RelayError> {
         let mut declared = HashSet::new();
         loop {
-            while self.relay_batch(&mut declared).await? == self.batch_size as usize {}
+            loop {
+                match self.relay_batch(&mut declared).await {
+                    Ok(n) if n == self.batch_size as usize => continue,
+                    Ok(_) => break,
+                    Err(RelayError::Database(error)) => {
+                        tracing::warn!(%error, "outbox relay: waiting for PostgreSQL");
+                        break;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(self.poll_interval) => {}
             }
         }
-        self.relay_batch(&mut declared).await?;
-        Ok(())
+        match self.relay_batch(&mut declared).await {
+            Err(RelayError::Database(error)) => {
+                tracing::warn!(%error, "outbox relay: rows left for the next relay");
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
     }
 
-    /// Publishes one batch; returns how many rows it published.
-    async fn relay_batch(&self, declared: &mut HashSet<String>) -> Result<usize, RelayError> {
-        let mut tx = self.pool.begin().await?;
-        let rows = store::claim_outbox_batch(&mut tx, self.batch_size).await?;
+    /// Publishes one batch; returns how many rows it claimed.
+    async fn relay_batch(&mut self, declared: &mut HashSet<String>) -> Result<usize, RelayError> {
+        let rows = store::claim_outbox_batch(&self.pool, self.batch_size, self.lease()).await?;
         if rows.is_empty() {
             return Ok(0);
         }
@@ -64,61 +110,152 @@ impl OutboxRelay {
             let queue = &row.message.routing_key;
             let command = row.message.message_type == headers::message_type::ACTIVITY_COMMAND;
             if command && row.message.exchange.is_empty() && !declared.contains(queue) {
-                declare_queue(
+                match declare_queue(
                     self.publisher.channel(),
                     &self.topology,
                     self.queue_type,
                     queue,
                 )
-                .await?;
-                declared.insert(queue.clone());
-            }
-        }
-        let mut pending = Vec::with_capacity(rows.len());
-        for row in &rows {
-            pending.push(self.publisher.send(&row.message).await);
-        }
-        let confirmed = join_all(pending.into_iter().map(|sent| async move {
-            match sent {
-                Ok(confirm) => confirm.wait().await,
-                Err(error) => Err(error),
-            }
-        }))
-        .await;
-        let mut published = Vec::with_capacity(rows.len());
-        let mut broken = None;
-        for (row, outcome) in rows.iter().zip(confirmed) {
-            match outcome {
-                Ok(()) => published.push(row.id),
-                Err(PublishError::Channel { source, .. }) => broken = Some(source),
-                // Only an activity command must reach its queue (declared above, so it was
-                // deleted meanwhile: declare it again, retry). A reply whose caller is gone, or a
-                // cancel no service listens to, has no one to tell: it is done.
-                Err(PublishError::Unroutable { routing_key })
-                    if row.message.message_type == headers::message_type::ACTIVITY_COMMAND =>
+                .await
                 {
-                    tracing::warn!(
-                        queue = routing_key,
-                        "unroutable (queue deleted?); redeclaring and retrying later"
-                    );
-                    declared.remove(&routing_key);
+                    Ok(()) => {
+                        declared.insert(queue.clone());
+                    }
+                    Err(error) => {
+                        // Published anyway: it comes back unroutable and is counted.
+                        tracing::warn!(%error, queue, "cannot declare a command queue");
+                        self.reopen_channel().await?;
+                    }
                 }
-                Err(PublishError::Unroutable { routing_key }) => {
+            }
+        }
+        // Rows that failed before go one at a time, after the others.
+        let (suspects, fresh): (Vec<&OutboxRow>, Vec<&OutboxRow>) =
+            rows.iter().partition(|row| row.attempts > 0);
+        let mut outcomes = self.publish(&fresh).await;
+        for row in suspects {
+            if !self.publisher.channel().status().connected() {
+                self.reopen_channel().await?;
+            }
+            outcomes.extend(self.publish(&[row]).await);
+        }
+        let mut published = Vec::with_capacity(rows.len());
+        let mut broken = false;
+        for (row, outcome) in outcomes {
+            let error = match outcome {
+                Ok(()) => {
+                    published.push(row.id);
+                    continue;
+                }
+                // Only an activity command must reach its queue (declared above, so it was
+                // deleted meanwhile: declare it again, retry). A reply whose caller is gone, or
+                // a cancel no service listens to, has no one to tell: it is done.
+                Err(PublishError::Unroutable { routing_key })
+                    if row.message.message_type != headers::message_type::ACTIVITY_COMMAND =>
+                {
                     tracing::info!(
                         routing_key,
                         message_type = row.message.message_type,
                         "no one listens for this message any more; dropped"
                     );
                     published.push(row.id);
+                    continue;
                 }
-                Err(error) => tracing::warn!(%error, "not published; retrying later"),
+                Err(error) => error,
+            };
+            if let PublishError::Unroutable { routing_key } = &error {
+                declared.remove(routing_key);
+            }
+            if matches!(error, PublishError::Channel { .. }) {
+                broken = true;
+            }
+            let pause = retry_delay(row.attempts);
+            let parked = store::record_outbox_failure(
+                &self.pool,
+                row.id,
+                &error.to_string(),
+                pause,
+                self.max_attempts,
+            )
+            .await?;
+            match parked {
+                true => tracing::error!(
+                    outbox_id = row.id,
+                    %error,
+                    attempts = row.attempts + 1,
+                    "outbox row parked after too many failed publishes (see `sagaflow outbox --parked`)"
+                ),
+                false => {
+                    tracing::warn!(outbox_id = row.id, %error, ?pause, "not published; trying again later")
+                }
             }
         }
-        store::delete_outbox_rows(&mut tx, &published).await?;
-        tx.commit().await?;
-        match broken {
-            Some(source) => Err(RelayError::Broker(source)),
-            None => Ok(published.len()),
+        store::delete_outbox_rows(&self.pool, &published).await?;
+        if broken {
+            self.reopen_channel().await?;
         }
+        Ok(rows.len())
+    }
+
+    /// Sends `rows`, then waits for their confirms (pipelined), at most `confirm_timeout`.
+    async fn publish<'r>(
+        &self,
+        rows: &[&'r OutboxRow],
+    ) -> Vec<(&'r OutboxRow, Result<(), PublishError>)> {
+        let mut pending = Vec::with_capacity(rows.len());
+        for row in rows {
+            pending.push(self.publisher.send(&row.message).await);
+        }
+        let confirms = join_all(pending.into_iter().map(|sent| async move {
+            match sent {
+                Ok(confirm) => confirm.wait().await,
+                Err(error) => Err(error),
+            }
+        }));
+        let outcomes = match tokio::time::timeout(self.confirm_timeout, confirms).await {
+            Ok(outcomes) => outcomes,
+            Err(_) => rows
+                .iter()
+                .map(|row| {
+                    Err(PublishError::Nacked {
+                        routing_key: format!(
+                            "{} (no confirm within {:?})",
+                            row.message.routing_key, self.confirm_timeout
+                        ),
+                    })
+                })
+                .collect(),
+        };
+        rows.iter().copied().zip(outcomes).collect()
+    }
+
+    /// Opens a new channel after the broker closed this one (a refused publish closes the
+    /// channel); fails when the connection itself is gone.
+    async fn reopen_channel(&mut self) -> Result<(), RelayError> {
+        if !self.connection.status().connected() {
+            return Err(RelayError::Broker(lapin::Error::InvalidConnectionState(
+                self.connection.status().state(),
+            )));
+        }
+        self.publisher = Publisher::open(&self.connection).await?;
+        Ok(())
+    }
+}
+
+/// The pause before the next publish of a row that has failed `attempts` times before.
+fn retry_delay(attempts: i32) -> Duration {
+    let exponent = attempts.clamp(0, 6) as u32;
+    (Duration::from_millis(500) * 2u32.pow(exponent)).min(MAX_RETRY_DELAY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_to_a_cap() {
+        assert_eq!(retry_delay(0), Duration::from_millis(500));
+        assert_eq!(retry_delay(1), Duration::from_secs(1));
+        assert_eq!(retry_delay(100), Duration::from_secs(32));
     }
 }

@@ -36,7 +36,8 @@ pub struct Processor {
     pub(crate) cache: SagaCache,
     pub(crate) topology: Topology,
     /// Publishes dead letters and put-back starts (the outbox relay has its own channel).
-    pub(crate) publisher: Publisher,
+    /// Replaced when the broker connection is made again (see [`Processor::replace_publisher`]).
+    pub(crate) publisher: std::sync::RwLock<Publisher>,
     /// Wakes the outbox relay after a commit that wrote outbox rows.
     pub(crate) outbox_ready: Arc<Notify>,
     /// Wakes the timer claimer after a commit that armed timers.
@@ -76,6 +77,23 @@ pub enum Inbound {
 const PUT_BACK_PAUSE: Duration = Duration::from_secs(2);
 
 impl Processor {
+    /// The publisher of the current broker connection (a cheap clone).
+    pub(crate) fn publisher(&self) -> Publisher {
+        match self.publisher.read() {
+            Ok(publisher) => publisher.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Publishes on `publisher` from now on: after a reconnect, the processor (and its saga
+    /// cache) stays, only the channel changes.
+    pub(crate) fn replace_publisher(&self, publisher: Publisher) {
+        match self.publisher.write() {
+            Ok(mut current) => *current = publisher,
+            Err(poisoned) => *poisoned.into_inner() = publisher,
+        }
+    }
+
     /// Processes `delivery` and settles it: ack after the commit, dead-letter if it can never be
     /// processed, or requeue after a pause if the database failed.
     pub async fn handle(&self, inbound: Inbound, delivery: Delivery) {
@@ -130,7 +148,7 @@ impl Processor {
             Ok(Disposition::Ack) => delivery.ack(BasicAckOptions::default()).await,
             Ok(Disposition::DeadLetter(reason)) => {
                 sagaflow_amqp::dead_letter(
-                    &self.publisher,
+                    &self.publisher(),
                     &self.topology,
                     &delivery,
                     &queue,
@@ -205,7 +223,7 @@ impl Processor {
             })),
         };
         let reply = advance::finished_message(&finished, reply_to, correlation_id);
-        if let Err(error) = self.publisher.publish_confirmed(&reply).await {
+        if let Err(error) = self.publisher().publish_confirmed(&reply).await {
             tracing::warn!(%error, "could not tell the caller its start was rejected");
         }
     }
@@ -237,7 +255,7 @@ impl Processor {
             body: delivery.data.clone(),
             ..Default::default()
         };
-        match self.publisher.publish_confirmed(&copy).await {
+        match self.publisher().publish_confirmed(&copy).await {
             Ok(()) => delivery.ack(BasicAckOptions::default()).await,
             Err(error) => {
                 tracing::warn!(%error, "could not put the start back; it is redelivered instead");

@@ -13,7 +13,10 @@ mod timers;
 mod visibility;
 
 pub use events::{append_events, load_history};
-pub use outbox::{claim_outbox_batch, delete_outbox_rows, enqueue_outbox, outbox_len, OutboxRow};
+pub use outbox::{
+    claim_outbox_batch, delete_outbox_rows, enqueue_outbox, outbox_len, parked_outbox_rows,
+    record_outbox_failure, unpark_outbox_rows, OutboxRow, ParkedOutboxRow,
+};
 pub use parked::{park_fact, take_parked_facts, ParkedFact};
 pub use sagas::{
     find_saga_by_start_key, get_saga, insert_saga, list_sagas, lock_saga, update_saga, NewSaga,
@@ -35,6 +38,7 @@ pub use visibility::{
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
+use std::time::Duration;
 
 /// The embedded migrations, run at start-up.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -62,21 +66,72 @@ pub enum ConnectError {
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
 
-/// Connects a pool of up to `max_connections` to `url` and runs the migrations.
-pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, ConnectError> {
+/// The deadlines of PostgreSQL waits. A zero duration means none.
+#[derive(Debug, Clone, Copy)]
+pub struct DatabaseTimeouts {
+    /// `statement_timeout` of every connection.
+    pub statement: Duration,
+    /// `idle_in_transaction_session_timeout` of every connection.
+    pub idle_in_transaction: Duration,
+    /// How long to wait for a pooled connection, and for a new one.
+    pub acquire: Duration,
+}
+
+impl Default for DatabaseTimeouts {
+    fn default() -> Self {
+        DatabaseTimeouts {
+            statement: Duration::from_secs(30),
+            idle_in_transaction: Duration::from_secs(60),
+            acquire: Duration::from_secs(30),
+        }
+    }
+}
+
+fn connect_options(
+    url: &str,
+    timeouts: DatabaseTimeouts,
+) -> Result<PgConnectOptions, ConnectError> {
     let options: PgConnectOptions = url.parse().map_err(ConnectError::InvalidUrl)?;
+    // Session settings sent at connection start-up, so every connection has them, also one a
+    // pool opens again after a failover.
+    Ok(options.options([
+        (
+            "statement_timeout",
+            format!("{}", timeouts.statement.as_millis()),
+        ),
+        (
+            "idle_in_transaction_session_timeout",
+            format!("{}", timeouts.idle_in_transaction.as_millis()),
+        ),
+    ]))
+}
+
+fn pool_options(max_connections: u32, timeouts: DatabaseTimeouts) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(timeouts.acquire)
+        // A connection that failed (the server restarted, a failover) is noticed before use.
+        .test_before_acquire(true)
+}
+
+/// Connects a pool of up to `max_connections` to `url` and runs the migrations.
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    timeouts: DatabaseTimeouts,
+) -> Result<PgPool, ConnectError> {
+    let options = connect_options(url, timeouts)?;
     let unreachable = |source| ConnectError::Unreachable {
         url: sagaflow_amqp::redact(url),
         source,
     };
     // One plain connection first: a pool would retry until its timeout and hide the cause.
-    let probe = PgConnection::connect_with(&options)
+    let probe = tokio::time::timeout(timeouts.acquire, PgConnection::connect_with(&options))
         .await
+        .map_err(|_| unreachable(sqlx::Error::PoolTimedOut))?
         .map_err(unreachable)?;
     let _ = probe.close().await;
-    let pool = PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(std::time::Duration::from_secs(30))
+    let pool = pool_options(max_connections, timeouts)
         .connect_with(options)
         .await
         .map_err(unreachable)?;
@@ -85,6 +140,16 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, ConnectE
         other => ConnectError::Migrate(other),
     })?;
     Ok(pool)
+}
+
+/// A pool of up to `max_connections` that connects when first used (no migrations): for a part
+/// of the process that must not wait behind the others, such as the outbox relay.
+pub fn connect_pool(
+    url: &str,
+    max_connections: u32,
+    timeouts: DatabaseTimeouts,
+) -> Result<PgPool, ConnectError> {
+    Ok(pool_options(max_connections, timeouts).connect_lazy_with(connect_options(url, timeouts)?))
 }
 
 /// A transaction on the store.

@@ -59,7 +59,7 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// PostgreSQL holding the orchestrator's tables.
-        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
         database_url: String,
     },
     /// Follow a saga live: print its history as it grows, until it completes or fails.
@@ -72,7 +72,7 @@ enum Command {
         /// Give up after this many seconds (0: never).
         #[arg(long, default_value_t = 0)]
         timeout_secs: u64,
-        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
         database_url: String,
     },
     /// List recorded dead letters with their reasons, newest first, or re-publish one to the
@@ -144,7 +144,7 @@ enum Command {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
         /// PostgreSQL holding the orchestrator's tables.
-        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
         database_url: String,
     },
     /// Replay every exported history in a directory against the demo sagas of this build and
@@ -166,7 +166,7 @@ enum Command {
         #[arg(long)]
         saga_type: Option<String>,
         /// PostgreSQL holding the orchestrator's tables.
-        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
         database_url: String,
     },
     /// Show a saga's state and full history, by id or by start key.
@@ -184,7 +184,7 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// PostgreSQL holding the orchestrator's tables.
-        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
         database_url: String,
     },
 }
@@ -199,20 +199,28 @@ struct Connection {
     #[arg(
         long,
         env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true,
+        hide_default_value = true
     )]
     amqp_url: String,
     /// Prefix of the queue names; the orchestrator's namespace.
     #[arg(long, env = "SAGAFLOW_NAMESPACE", default_value = "sagaflow")]
     namespace: String,
     /// PostgreSQL holding the orchestrator's tables; needed by --wait.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     database_url: String,
 }
 
 /// Exits with the error printed once per cause (`Report`).
 #[tokio::main]
 async fn main() -> Result<(), sagaflow_process::Report> {
+    // `sagaflow list | head -1`: a closed pipe ends the process quietly, as for any Unix tool,
+    // instead of a panic in `println!`.
+    // SAFETY: called first in main, before any other thread exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     Ok(run().await?)
 }
 
