@@ -137,6 +137,19 @@ enum Command {
         #[command(flatten)]
         connection: Connection,
     },
+    /// List the outbox rows the relay set aside after the broker refused them repeatedly, or
+    /// put them back in line (after fixing the cause).
+    Outbox {
+        /// Put these parked rows back in line (ids from the list).
+        #[arg(long, num_args = 1.., conflicts_with = "unpark_all")]
+        unpark: Vec<i64>,
+        /// Put every parked row back in line.
+        #[arg(long)]
+        unpark_all: bool,
+        /// PostgreSQL holding the orchestrator's tables.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = DEFAULT_DATABASE_URL)]
+        database_url: String,
+    },
     /// Write a saga's history to a file (for `replay-check`, or a test of your own).
     Export {
         saga_id: SagaId,
@@ -372,6 +385,38 @@ async fn run() -> anyhow::Result<()> {
             operate::export(&pool, saga_id, out.as_deref()).await
         }
         Command::ReplayCheck { dir } => operate::replay_check(&dir),
+        Command::Outbox {
+            unpark,
+            unpark_all,
+            database_url,
+        } => {
+            let pool = connect_db(&database_url).await?;
+            if unpark_all || !unpark.is_empty() {
+                let n = store::unpark_outbox_rows(&pool, &unpark).await?;
+                println!("{n} parked row(s) put back in line");
+                return Ok(());
+            }
+            let rows = store::parked_outbox_rows(&pool).await?;
+            println!("{} parked outbox row(s)", rows.len());
+            for row in rows {
+                println!(
+                    "{:>8}  {}  saga {}  {} {}  {} bytes, {} attempts: {}",
+                    row.id,
+                    row.parked_at.format("%Y-%m-%d %H:%M:%S"),
+                    row.saga_id,
+                    row.message_type,
+                    if row.exchange.is_empty() {
+                        &row.routing_key
+                    } else {
+                        &row.exchange
+                    },
+                    row.body_bytes,
+                    row.attempts,
+                    row.last_error.as_deref().unwrap_or("-")
+                );
+            }
+            Ok(())
+        }
         Command::Show {
             saga_id,
             start_key,
