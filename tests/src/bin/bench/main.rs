@@ -110,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
     ));
     groups.push(("rabbitmq".to_owned(), cpu::pgrep("beam.smp")));
     groups.push(("bench client".to_owned(), vec![std::process::id()]));
+    let postgres_group = groups.len() - 3;
 
     let mut runs = Vec::new();
     for (round, &in_flight) in args.concurrency.iter().enumerate() {
@@ -125,6 +126,9 @@ async fn main() -> anyhow::Result<()> {
                 return Err(error);
             }
         };
+        // The pools open connections as the load grows: backends started during the run count
+        // whole.
+        groups[postgres_group].1 = load::postgres_pids(&deployment.db).await?;
         let after = cpu::Snapshot::take(&groups);
         let commits = load::commits_since(&deployment.db, commits_before).await?;
         let check = load::check(&deployment.db, &format!("bench-{round}-")).await?;
