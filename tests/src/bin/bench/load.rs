@@ -227,3 +227,34 @@ pub async fn check(db: &PgPool, prefix: &str) -> anyhow::Result<Check> {
         not_charged_once,
     })
 }
+
+/// Inserts `count` completed ProcessPayment sagas of 8 events each, a day old, in batches, then
+/// analyzes the tables: the history a long-running deployment keeps.
+pub async fn preload_finished(db: &PgPool, count: u64) -> anyhow::Result<()> {
+    const BATCH: u64 = 50_000;
+    let mut done = 0;
+    while done < count {
+        let batch = BATCH.min(count - done);
+        let mut tx = db.begin().await?;
+        sqlx::query(
+            "WITH new AS (
+                INSERT INTO sagas (id, saga_type, status, input, output, next_event_seq, start_key,
+                                   created_at, updated_at)
+                SELECT gen_random_uuid(), 'ProcessPayment', 'completed', '{}', '{}', 8,
+                       'preloaded-' || n, now() - interval '1 day', now() - interval '1 day'
+                FROM generate_series($1::bigint, $2::bigint) AS n
+                RETURNING id, created_at)
+             INSERT INTO saga_events (saga_id, seq, kind, event, recorded_at)
+             SELECT new.id, e.seq, 'Preloaded', '{}', new.created_at
+             FROM new CROSS JOIN generate_series(0, 7) AS e(seq)",
+        )
+        .bind(done as i64)
+        .bind((done + batch - 1) as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        done += batch;
+    }
+    sqlx::query("VACUUM ANALYZE").execute(db).await?;
+    Ok(())
+}

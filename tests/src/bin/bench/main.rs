@@ -54,6 +54,10 @@ struct Args {
     /// Seconds each floor measurement runs; 0 skips the floor.
     #[arg(long, default_value_t = 3.0)]
     floor_seconds: f64,
+    /// Finished sagas (8 events each) inserted with SQL before the run: the cost must not grow
+    /// with the history kept.
+    #[arg(long, default_value_t = 0)]
+    preload_finished: u64,
     /// Seconds to wait for one saga's outcome before the run fails.
     #[arg(long, default_value_t = 120)]
     timeout_seconds: u64,
@@ -75,6 +79,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
+    if args.preload_finished > 0 {
+        load::preload_finished(&deployment.db, args.preload_finished).await?;
+    }
     let mut deployment = deployment;
     let tuning = [
         (
@@ -151,6 +158,7 @@ async fn main() -> anyhow::Result<()> {
     let report = Report {
         sagas: args.sagas,
         cache_size: args.cache_size,
+        preloaded_finished_sagas: args.preload_finished,
         cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
         messages_per_saga: MESSAGES_PER_SAGA,
         advances_per_saga: ADVANCES_PER_SAGA,

@@ -154,6 +154,8 @@ impl Run {
 pub struct Report {
     pub sagas: usize,
     pub cache_size: usize,
+    /// Finished sagas in the tables before the run (`--preload-finished`).
+    pub preloaded_finished_sagas: u64,
     pub cpus: usize,
     pub messages_per_saga: f64,
     pub advances_per_saga: f64,
@@ -168,8 +170,8 @@ fn opt(value: Option<f64>, precision: usize) -> String {
 impl Report {
     pub fn print_tables(&self) {
         println!(
-            "ProcessPayment (3 activities), {} sagas per run, {} CPUs, saga cache {}",
-            self.sagas, self.cpus, self.cache_size
+            "ProcessPayment (3 activities), {} sagas per run, {} CPUs, saga cache {}, {} finished sagas preloaded",
+            self.sagas, self.cpus, self.cache_size, self.preloaded_finished_sagas
         );
         println!();
         println!("| in flight | sagas/s | p50 ms | p90 ms | p99 ms | max ms | all completed, 1 charge each |");
