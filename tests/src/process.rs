@@ -18,6 +18,8 @@ pub enum Bin {
     CarService,
     /// Not a service: publishes one message with deeply nested headers (`src/bin/`).
     NestedHeaderPublisher,
+    /// Not a service: the load generator (`src/bin/bench/`).
+    Bench,
 }
 
 impl Bin {
@@ -33,6 +35,7 @@ impl Bin {
             Bin::HotelService => "hotel-service",
             Bin::CarService => "car-service",
             Bin::NestedHeaderPublisher => "publish-nested-headers",
+            Bin::Bench => "bench",
         }
     }
 

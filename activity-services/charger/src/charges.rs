@@ -32,11 +32,14 @@ pub async fn charge_once(
     ctx: &ActivityContext,
     request: &PaymentRequest,
 ) -> Result<Charge, sqlx::Error> {
-    let inserted = sqlx::query(
+    // One statement when the charge is new (the common case); the row is read back only when
+    // an earlier attempt made it.
+    let new_row = sqlx::query_as::<_, (Uuid, String, i64, String)>(
         "INSERT INTO charges
             (charge_id, idempotency_key, saga_id, order_id, customer_id, amount_cents, currency)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (idempotency_key) DO NOTHING",
+         ON CONFLICT (idempotency_key) DO NOTHING
+         RETURNING charge_id, order_id, amount_cents, currency",
     )
     .bind(Uuid::new_v4())
     .bind(&ctx.idempotency_key().0)
@@ -45,23 +48,26 @@ pub async fn charge_once(
     .bind(&request.customer_id)
     .bind(request.amount_cents)
     .bind(&request.currency)
-    .execute(pool)
-    .await?
-    .rows_affected()
-        == 1;
+    .fetch_optional(pool)
+    .await?;
     // The charge is committed; dying here is the case the idempotency key exists for.
     sagaflow_sdk::crash_point("charger.after-charge");
     if sagaflow_sdk::fault_injected("charger.lose-connection-after-charge") {
         return Err(sqlx::Error::PoolTimedOut);
     }
-    let (charge_id, order_id, amount_cents, currency) =
-        sqlx::query_as::<_, (Uuid, String, i64, String)>(
-            "SELECT charge_id, order_id, amount_cents, currency
-             FROM charges WHERE idempotency_key = $1",
-        )
-        .bind(&ctx.idempotency_key().0)
-        .fetch_one(pool)
-        .await?;
+    let inserted = new_row.is_some();
+    let (charge_id, order_id, amount_cents, currency) = match new_row {
+        Some(row) => row,
+        None => {
+            sqlx::query_as::<_, (Uuid, String, i64, String)>(
+                "SELECT charge_id, order_id, amount_cents, currency
+                 FROM charges WHERE idempotency_key = $1",
+            )
+            .bind(&ctx.idempotency_key().0)
+            .fetch_one(pool)
+            .await?
+        }
+    };
     if inserted {
         tracing::info!(%charge_id, order_id, amount_cents, currency, "customer charged");
     } else {

@@ -30,26 +30,33 @@ pub async fn send_once(
     ctx: &ActivityContext,
     request: &ReceiptRequest,
 ) -> Result<Receipt, sqlx::Error> {
-    let inserted = sqlx::query(
+    // One statement when the receipt is new (the common case); the row is read back only when
+    // an earlier attempt made it.
+    let new_row = sqlx::query_as::<_, (Uuid, Uuid, String)>(
         "INSERT INTO receipts (receipt_id, idempotency_key, saga_id, charge_id, email)
          VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (idempotency_key) DO NOTHING",
+         ON CONFLICT (idempotency_key) DO NOTHING
+         RETURNING receipt_id, charge_id, email",
     )
     .bind(Uuid::new_v4())
     .bind(&ctx.idempotency_key().0)
     .bind(ctx.saga_id().0)
     .bind(request.charge.charge_id)
     .bind(&request.email)
-    .execute(pool)
-    .await?
-    .rows_affected()
-        == 1;
-    let (receipt_id, charge_id, email) = sqlx::query_as::<_, (Uuid, Uuid, String)>(
-        "SELECT receipt_id, charge_id, email FROM receipts WHERE idempotency_key = $1",
-    )
-    .bind(&ctx.idempotency_key().0)
-    .fetch_one(pool)
+    .fetch_optional(pool)
     .await?;
+    let inserted = new_row.is_some();
+    let (receipt_id, charge_id, email) = match new_row {
+        Some(row) => row,
+        None => {
+            sqlx::query_as::<_, (Uuid, Uuid, String)>(
+                "SELECT receipt_id, charge_id, email FROM receipts WHERE idempotency_key = $1",
+            )
+            .bind(&ctx.idempotency_key().0)
+            .fetch_one(pool)
+            .await?
+        }
+    };
     if inserted {
         tracing::info!(
             %receipt_id,
