@@ -111,3 +111,33 @@ where
     while in_flight.join_next().await.is_some() {}
     result
 }
+
+/// A reply queue of the caller's own (server-named, exclusive, deleted with the connection),
+/// consumed without acks: where answers to messages published with `reply_to` arrive.
+pub async fn reply_queue(channel: &Channel) -> Result<(String, lapin::Consumer), lapin::Error> {
+    let queue = channel
+        .queue_declare(
+            "",
+            lapin::options::QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?
+        .name()
+        .to_string();
+    let consumer = channel
+        .basic_consume(
+            &queue,
+            "",
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((queue, consumer))
+}

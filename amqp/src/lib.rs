@@ -11,7 +11,7 @@ mod headers;
 mod publish;
 mod topology;
 
-pub use consume::{consume, ConsumeError};
+pub use consume::{consume, reply_queue, ConsumeError};
 pub use dead_letter::{
     dead_letter, dead_letter_message, HEADERS_TRUNCATED, MAX_COPIED_HEADER_BYTES,
 };

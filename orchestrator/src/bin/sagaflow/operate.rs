@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use sagaflow_amqp::{OutgoingMessage, Publisher};
 use sagaflow_contracts::{
     headers, ControlAction, ExportedHistory, SagaControl, SagaFinished, SagaId, SignalSaga,
@@ -31,36 +29,16 @@ pub async fn start_and_wait(
     let topology = Topology::new(&connection.namespace)?;
     let amqp = sagaflow_amqp::connect(&connection.amqp_url, "sagaflow-cli").await?;
     let channel = amqp.create_channel().await?;
-    let reply_queue = channel
-        .queue_declare(
-            "",
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
+    let (reply_queue, mut replies) = sagaflow_amqp::reply_queue(&channel)
         .await
         .context("cannot declare a reply queue")?;
-    let mut replies = channel
-        .basic_consume(
-            reply_queue.name().as_str(),
-            "",
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
     let publisher = Publisher::open(&amqp).await?;
     let message = OutgoingMessage {
         routing_key: topology.start_queue(),
         message_id: message_id.to_owned(),
         message_type: headers::message_type::START_SAGA.to_owned(),
         body: serde_json::to_vec(start)?,
-        reply_to: Some(reply_queue.name().to_string()),
+        reply_to: Some(reply_queue),
         correlation_id: Some(message_id.to_owned()),
         ..Default::default()
     };

@@ -7,8 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use sagaflow_amqp::{OutgoingMessage, Publisher};
 use sagaflow_contracts::{headers, SagaFinished, StartSaga};
 use sagaflow_e2e::Deployment;
@@ -43,31 +41,9 @@ impl Driver {
     pub async fn connect(deployment: &Deployment, timeout: Duration) -> anyhow::Result<Driver> {
         let connection = sagaflow_amqp::connect(&deployment.amqp_url, "sagaflow-bench").await?;
         let channel = connection.create_channel().await?;
-        let reply_queue = channel
-            .queue_declare(
-                "",
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        let (reply_queue, mut replies) = sagaflow_amqp::reply_queue(&channel)
             .await
-            .context("cannot declare the reply queue")?
-            .name()
-            .to_string();
-        let mut replies = channel
-            .basic_consume(
-                &reply_queue,
-                "bench",
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+            .context("cannot declare the reply queue")?;
         let waiting: Waiting = Arc::default();
         let dispatcher = tokio::spawn({
             let waiting = waiting.clone();
