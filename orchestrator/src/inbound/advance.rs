@@ -13,9 +13,11 @@ use sagaflow_engine::{
 };
 use serde_json::json;
 
+use super::saga_metrics::{record_saga_status, ActivationMetrics};
 use super::{Disposition, ProcessError, Processor};
 use crate::cache::CachedSaga;
 use crate::store::{self, ParkedFact, SagaUpdate, Tx};
+use crate::telemetry;
 use sagaflow_process::crash_point;
 
 /// Where a saga's history stands when an activation is committed, and who waits for its end.
@@ -110,8 +112,12 @@ impl Processor {
             .filter(|cached| cached.next_event_seq == saga.next_event_seq);
         let mut activation = Activation::default();
         let mut run = match cached {
-            Some(CachedSaga { run, .. }) => run,
+            Some(CachedSaga { run, .. }) => {
+                metrics::counter!(telemetry::CACHE_HITS).increment(1);
+                run
+            }
             None => {
+                metrics::counter!(telemetry::REPLAYS).increment(1);
                 let history = store::load_history(&mut *tx, saga_id).await?;
                 match SagaRun::replay(
                     &self.registry,
@@ -229,6 +235,9 @@ impl Processor {
         )
         .await?;
         let next_event_seq = position.next_event_seq + activation.events.len() as i64;
+        let counted =
+            ActivationMetrics::gather(&mut tx, saga, &activation.events, &activation.effects, now)
+                .await?;
 
         let mut messages = Vec::new();
         let mut armed = false;
@@ -308,6 +317,10 @@ impl Processor {
         };
         store::update_saga(&mut tx, saga, update).await?;
         tx.commit().await?;
+        counted.record();
+        if status != position.status {
+            record_saga_status(&position.saga_type, status);
+        }
 
         crash_point("orchestrator.after-commit");
         // Per-activity crash points cost a string per command: only in builds that have them.
@@ -368,6 +381,7 @@ impl Processor {
         };
         store::update_saga(&mut tx, position.saga, update).await?;
         tx.commit().await?;
+        record_saga_status(&position.saga_type, SagaStatus::Stuck);
         tracing::error!(saga = %position.saga, reason, "saga is stuck");
         Ok(())
     }

@@ -149,6 +149,7 @@ impl Processor {
             Ok(started) => started,
             Err(e) => return Ok(Disposition::DeadLetter(e.to_string())),
         };
+        let saga_type = start.saga_type.clone();
         let position = Position {
             saga: saga_id,
             next_event_seq: 0,
@@ -160,6 +161,7 @@ impl Processor {
         };
         self.commit(tx, &position, activation, Some(run), None, now)
             .await?;
+        super::saga_metrics::record_saga_started(&saga_type);
         Ok(Disposition::Ack)
     }
 }

@@ -12,7 +12,7 @@ mod sagas;
 mod timers;
 mod visibility;
 
-pub use events::{append_events, load_history};
+pub use events::{append_events, load_history, scheduled_steps, ScheduledStep};
 pub use outbox::{claim_outbox_batch, delete_outbox_rows, enqueue_outbox, outbox_len, OutboxRow};
 pub use parked::{park_fact, take_parked_facts, ParkedFact};
 pub use sagas::{
