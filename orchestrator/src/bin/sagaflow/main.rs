@@ -2,6 +2,7 @@
 //! terminate, retry compensation, signal), dead letters, export and replay-check histories.
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -212,6 +213,8 @@ struct Connection {
 /// Exits with the error printed once per cause (`Report`).
 #[tokio::main]
 async fn main() -> Result<(), sagaflow_process::Report> {
+    // Spans of `start` go over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (flushed on drop).
+    let _traces = sagaflow_process::init_trace_export();
     Ok(run().await?)
 }
 
@@ -233,14 +236,28 @@ async fn run() -> anyhow::Result<()> {
                 input,
                 start_key,
             };
+            // The root of the saga's trace: the orchestrator continues it.
+            let span = tracing::info_span!(
+                "publish start",
+                otel.kind = "producer",
+                saga_type = %saga_type,
+                start_key = %key,
+                messaging.system = "rabbitmq",
+                messaging.operation.type = "send",
+                messaging.message.id = %message_id,
+            );
+            let trace = sagaflow_process::trace_headers(&span);
             if !wait {
-                publish_start(&connection, &start, &message_id).await?;
+                publish_start(&connection, &start, &message_id, trace)
+                    .instrument(span)
+                    .await?;
                 println!("start message {message_id} published (start key {key})");
                 return Ok(());
             }
             let timeout = Duration::from_secs(timeout_secs);
-            let outcome =
-                operate::start_and_wait(&connection, &start, &message_id, timeout).await?;
+            let outcome = operate::start_and_wait(&connection, &start, &message_id, timeout, trace)
+                .instrument(span)
+                .await?;
             print_outcome(&connection, &outcome).await;
             match outcome.status.as_str() {
                 "completed" => Ok(()),
@@ -531,6 +548,7 @@ async fn publish_start(
     connection: &Connection,
     start: &StartSaga,
     message_id: &str,
+    trace: Vec<(String, String)>,
 ) -> anyhow::Result<()> {
     let topology = Topology::new(&connection.namespace)?;
     let amqp = sagaflow_amqp::connect(&connection.amqp_url, "sagaflow-cli").await?;
@@ -540,7 +558,7 @@ async fn publish_start(
         routing_key: topology.start_queue(),
         message_id: message_id.to_owned(),
         message_type: headers::message_type::START_SAGA.to_owned(),
-        headers: Vec::new(),
+        headers: trace,
         body: serde_json::to_vec(start)?,
         ..Default::default()
     };
@@ -691,6 +709,7 @@ mod tests {
             updated_at: chrono::Utc::now(),
             reply_to: None,
             correlation_id: None,
+            trace_context: Vec::new(),
         }
     }
 
