@@ -19,11 +19,11 @@ function el(tag, attrs, ...children) {
 
 function token() { return localStorage.getItem("sagaflowToken"); }
 
-async function api(path, method, body) {
+async function api(path, method, payload) {
   const headers = {};
   if (token()) headers["Authorization"] = "Bearer " + token();
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, { method: method || "GET", headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (payload !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, { method: method || "GET", headers, body: payload === undefined ? undefined : JSON.stringify(payload) });
   const body = await response.json().catch(() => ({}));
   if (response.status === 401) {
     $("#token-form").hidden = false;
