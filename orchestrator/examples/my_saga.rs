@@ -69,7 +69,7 @@ async fn main() -> Result<(), sagaflow_process::Report> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    sagaflow_orchestrator::init_tracing();
+    let _traces = sagaflow_orchestrator::init_tracing();
     let mut registry = SagaRegistry::new();
     registry.register("FulfilOrder", fulfil_order)?;
     let shutdown = sagaflow_orchestrator::shutdown_on_signals()?;

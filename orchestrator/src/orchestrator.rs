@@ -76,6 +76,7 @@ fn api_settings(config: &Config) -> crate::api::ApiSettings {
         amqp_url: config.amqp_url.clone(),
         token: config.api_token.clone().filter(|t| !t.is_empty()),
         trace_url_template: config.trace_url_template.clone(),
+        namespace: config.namespace.clone(),
     }
 }
 

@@ -8,24 +8,26 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-// Recorded today: DEAD_LETTERS. The others are the names the engine's counters are to use
-// (issue 9, left): a call after each commit in `inbound/advance.rs`.
+// The engine's counters are recorded after each commit (`inbound/saga_metrics.rs`), the
+// dead letters where they are seen.
 
 /// Sagas started, by `saga_type`.
 pub const SAGAS_STARTED: &str = "sagaflow_sagas_started_total";
-/// Sagas that ended or were parked, by `saga_type` and `status` (`completed`, `failed`, `stuck`).
+/// Sagas that ended or stopped for an operator, by `saga_type` and `status` (`completed`,
+/// `failed`, `compensated`, `cancelled`, `terminated`, `compensation_failed`, `stuck`).
 pub const SAGAS_ENDED: &str = "sagaflow_sagas_ended_total";
 /// Activity attempts sent (the first and every retry), by `activity`.
 pub const ATTEMPTS: &str = "sagaflow_activity_attempts_total";
 /// Retries sent (attempts after the first), by `activity`.
 pub const RETRIES: &str = "sagaflow_activity_retries_total";
-/// Attempts that failed or timed out, by `activity` and `kind`.
+/// Attempts that failed or timed out, by `activity` and `kind` (the error's kind).
 pub const ATTEMPTS_FAILED: &str = "sagaflow_activity_attempts_failed_total";
-/// Seconds from a step's scheduling to its result, by `activity` and `outcome`.
+/// Seconds from a step's `ActivityScheduled` to its `ActivityCompleted` or `ActivityFailed`
+/// (every attempt and retry included), by `activity` and `outcome` (`completed`, `failed`).
 pub const STEP_SECONDS: &str = "sagaflow_step_duration_seconds";
-/// Facts handled with the live run from the cache.
+/// Activations that took the live run from the cache.
 pub const CACHE_HITS: &str = "sagaflow_cache_hits_total";
-/// Facts that needed a replay from history.
+/// Activations that replayed the saga from its history.
 pub const REPLAYS: &str = "sagaflow_replays_total";
 /// Messages seen on the dead-letter exchange, by `reason_class`.
 pub const DEAD_LETTERS: &str = "sagaflow_dead_letters_total";

@@ -4,14 +4,26 @@
 mod crash;
 mod report;
 mod signals_and_logs;
+mod traces;
 
 pub use crash::{crash_point, fail_scenario, fault_injected, sigkill_self, InvalidFailPoints};
 pub use report::Report;
-pub use signals_and_logs::{init_tracing, shutdown_on_signals};
+pub use signals_and_logs::{init_trace_export, init_tracing, shutdown_on_signals};
+pub use traces::{set_remote_parent, trace_headers, TracesGuard};
 
-/// What every Sagaflow binary does first: logging ([`init_tracing`]), then the crash points of
-/// `FAILPOINTS` ([`fail_scenario`]). Keep the returned guard for the life of the process.
-pub fn init_process() -> Result<fail::FailScenario<'static>, InvalidFailPoints> {
-    init_tracing();
-    fail_scenario()
+/// What every Sagaflow binary does first: logging and traces ([`init_tracing`]), then the
+/// crash points of `FAILPOINTS` ([`fail_scenario`]). Keep the returned guard for the life of
+/// the process: dropping it flushes the spans not yet exported.
+pub fn init_process() -> Result<ProcessGuard, InvalidFailPoints> {
+    let traces = init_tracing();
+    Ok(ProcessGuard {
+        _crash_points: fail_scenario()?,
+        _traces: traces,
+    })
+}
+
+/// Keeps the crash points armed and the trace exporter running (see [`init_process`]).
+pub struct ProcessGuard {
+    _crash_points: fail::FailScenario<'static>,
+    _traces: TracesGuard,
 }

@@ -30,6 +30,8 @@ pub struct Deployment {
     database: String,
     log_dir: PathBuf,
     spawned: usize,
+    /// Environment every process of this deployment gets on top of the usual (see `set_env`).
+    extra_env: Vec<(String, String)>,
     /// Activity queues declared by raw activity services, deleted with the deployment.
     raw_queues: Vec<String>,
 }
@@ -113,6 +115,7 @@ impl Deployment {
             database,
             log_dir,
             spawned: 0,
+            extra_env: Vec::new(),
             raw_queues: Vec::new(),
         }
     }
@@ -268,6 +271,14 @@ impl Deployment {
             ("SAGAFLOW_DB_MAX_CONNECTIONS".into(), "4".into()),
             ("SAGAFLOW_CONCURRENCY".into(), "4".into()),
         ]
+        .into_iter()
+        .chain(self.extra_env.iter().cloned())
+        .collect()
+    }
+
+    /// Gives every process started from now on (the CLI too) `key=value`.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.extra_env.push((key.to_owned(), value.to_owned()));
     }
 
     /// Starts `bin` with this deployment's environment plus `extra`.

@@ -56,8 +56,32 @@ impl ApiClient {
         self.send(reqwest::Method::POST, path).await
     }
 
+    /// POSTs `body` as JSON.
+    pub async fn post_json(&self, path: &str, body: &Value) -> ApiResponse {
+        self.post_body(path, body.to_string()).await
+    }
+
+    /// POSTs `body` as it is, labelled JSON.
+    pub async fn post_body(&self, path: &str, body: String) -> ApiResponse {
+        self.request(reqwest::Method::POST, path, Some(body)).await
+    }
+
     pub async fn send(&self, method: reqwest::Method, path: &str) -> ApiResponse {
+        self.request(method, path, None).await
+    }
+
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<String>,
+    ) -> ApiResponse {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }

@@ -319,3 +319,137 @@ async fn a_dead_letter_is_listed_with_its_reason_and_republished_to_its_queue() 
     // The broker's dead-letter queue kept its own copies for people.
     assert_eq!(deployment.take_dead_letters(2, END).await.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_cancels_terminates_and_signals_sagas_and_refuses_ended_ones() {
+    let mut deployment = Deployment::new().await;
+    let (_orchestrator, api) = deployment
+        .spawn_with_api(Bin::Orchestrator, None, &[])
+        .await;
+    let _validator = deployment.spawn(Bin::PaymentValidator, &[]);
+    // The charge never answers on its own: every saga waits in it.
+    let _charger = deployment.spawn(Bin::Charger, &[("CHARGER_HANG_RATE", "1")]);
+    let mut sagas = Vec::new();
+    for key in ["op-cancel", "op-terminate"] {
+        deployment.publish_start(&payment::start(key)).await;
+        let (saga, _) = sagaflow_e2e::wait_until("the saga starts", END, || async {
+            deployment.saga(key).await
+        })
+        .await;
+        sagaflow_e2e::wait_until("the charge is scheduled", END, || async {
+            let history = deployment.history(saga).await;
+            (history
+                .iter()
+                .filter(|e| e.kind == "ActivityScheduled")
+                .count()
+                == 2)
+                .then_some(())
+        })
+        .await;
+        sagas.push(saga);
+    }
+    let (cancelled, terminated) = (sagas[0], sagas[1]);
+
+    // A signal is kept in the history until the code waits for it.
+    let signalled = api
+        .post_json(
+            &format!("/api/sagas/{cancelled}/signals/approved"),
+            &serde_json::json!({"payload": {"by": "ops"}, "signal_id": "sig-1"}),
+        )
+        .await;
+    assert_eq!(signalled.status, 202, "{}", signalled.text);
+    assert_eq!(signalled.body["operation"], "signal");
+    assert_eq!(signalled.body["message_id"], "sig-1");
+    let history = deployment
+        .wait_for_event(cancelled, "SignalReceived", END)
+        .await;
+    let signal = history.iter().find(|e| e.kind == "SignalReceived").unwrap();
+    assert_eq!(signal.event["name"], "approved", "{:?}", signal.event);
+    assert_eq!(signal.event["payload"]["by"], "ops");
+
+    // Retry compensation is for a saga whose compensation failed.
+    assert_json_error(
+        &api.post(&format!("/api/sagas/{cancelled}/retry-compensation"))
+            .await,
+        409,
+        "conflict",
+    );
+    // Malformed bodies and unknown sagas.
+    assert_json_error(
+        &api.post_body(&format!("/api/sagas/{cancelled}/cancel"), "{reason".into())
+            .await,
+        400,
+        "bad_request",
+    );
+    assert_json_error(
+        &api.post_json(
+            &format!("/api/sagas/{cancelled}/cancel"),
+            &serde_json::json!({"why": "x"}),
+        )
+        .await,
+        400,
+        "bad_request",
+    );
+    for operation in ["cancel", "terminate", "retry-compensation", "signals/x"] {
+        assert_json_error(
+            &api.post(&format!("/api/sagas/{}/{operation}", uuid::Uuid::new_v4()))
+                .await,
+            404,
+            "not_found",
+        );
+    }
+
+    let cancel = api
+        .post_json(
+            &format!("/api/sagas/{cancelled}/cancel"),
+            &serde_json::json!({"reason": "customer changed their mind"}),
+        )
+        .await;
+    assert_eq!(cancel.status, 202, "{}", cancel.text);
+    assert_eq!(cancel.body["operation"], "cancel");
+    let terminate = api
+        .post(&format!("/api/sagas/{terminated}/terminate"))
+        .await;
+    assert_eq!(terminate.status, 202, "{}", terminate.text);
+    assert_eq!(deployment.wait_for_end("op-cancel", END).await, "cancelled");
+    assert_eq!(
+        deployment.wait_for_end("op-terminate", END).await,
+        "terminated"
+    );
+    let history = deployment.history(cancelled).await;
+    let requested = history
+        .iter()
+        .find(|e| e.kind == "CancelRequested")
+        .expect("the cancel is in the history");
+    assert_eq!(requested.event["reason"], "customer changed their mind");
+    let history = deployment.history(terminated).await;
+    assert_eq!(
+        history.last().unwrap().event["reason"],
+        "terminated by an operator"
+    );
+
+    // Ended sagas take no more operations.
+    for saga in [cancelled, terminated] {
+        for operation in [
+            "cancel",
+            "terminate",
+            "retry-compensation",
+            "signals/approved",
+        ] {
+            assert_json_error(
+                &api.post(&format!("/api/sagas/{saga}/{operation}")).await,
+                409,
+                "conflict",
+            );
+        }
+    }
+    let doc = api.get("/api/openapi.json").await.body;
+    for path in [
+        "/api/sagas/{id}/cancel",
+        "/api/sagas/{id}/terminate",
+        "/api/sagas/{id}/retry-compensation",
+        "/api/sagas/{id}/signals/{name}",
+    ] {
+        assert!(doc["paths"][path]["post"].is_object(), "{path} in {doc}");
+    }
+}

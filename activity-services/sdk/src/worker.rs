@@ -640,13 +640,19 @@ impl ActivityQueue {
             }
         };
         let span = tracing::info_span!(
-            "activity",
+            "activity attempt",
+            otel.kind = "consumer",
             saga_id = %command.saga_id,
             step = command.step.0,
             attempt = command.attempt,
             activity = command.activity,
             redelivered = delivery.redelivered,
+            messaging.system = "rabbitmq",
+            messaging.operation.type = "process",
+            messaging.destination.name = self.queue,
         );
+        // A child of the orchestrator's publish of this command: the saga's trace goes on.
+        sagaflow_process::set_remote_parent(&span, |name| header(&delivery, name));
         self.run(delivery, command).instrument(span).await
     }
 
@@ -766,8 +772,13 @@ impl ActivityQueue {
     }
 }
 
-/// The trace headers of `delivery`, to keep the trace going in the messages about its command.
+/// The trace headers of the messages about `delivery`'s command (result, heartbeats): this
+/// attempt's span when traces are exported, else the command's own, to keep the trace going.
 fn trace_headers(delivery: &Delivery) -> Vec<(String, String)> {
+    let attempt = sagaflow_process::trace_headers(&tracing::Span::current());
+    if !attempt.is_empty() {
+        return attempt;
+    }
     // Only values of the size W3C Trace Context allows: the reply's headers must not grow with
     // the command's.
     [headers::TRACEPARENT, headers::TRACESTATE]

@@ -11,6 +11,7 @@ mod error;
 mod health;
 mod metrics_gauges;
 mod openapi;
+mod operations;
 mod sagas;
 mod ui;
 
@@ -21,6 +22,7 @@ use std::time::Duration;
 use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use sagaflow_contracts::Topology;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -39,6 +41,8 @@ pub struct ApiSettings {
     pub amqp_url: String,
     pub token: Option<String>,
     pub trace_url_template: Option<String>,
+    /// Where operations (cancel, terminate, retry compensation, signal) are published.
+    pub namespace: String,
 }
 
 /// Shared by every handler.
@@ -49,6 +53,7 @@ pub(crate) struct ApiState {
     pub(crate) token: Option<String>,
     pub(crate) trace_url_template: Option<String>,
     pub(crate) metrics: Option<PrometheusHandle>,
+    pub(crate) topology: Topology,
 }
 
 impl ApiState {
@@ -82,6 +87,9 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// Fix SAGAFLOW_NAMESPACE.
+    #[error("invalid namespace: {0}")]
+    InvalidNamespace(#[from] sagaflow_contracts::InvalidName),
     /// Fix DATABASE_URL.
     #[error("invalid database URL: {0}")]
     InvalidDatabaseUrl(#[source] sqlx::Error),
@@ -109,6 +117,7 @@ pub async fn serve(
             None
         }
     };
+    let topology = Topology::new(settings.namespace)?;
     let state = Arc::new(ApiState {
         db,
         amqp_url: settings.amqp_url,
@@ -116,6 +125,7 @@ pub async fn serve(
         token: settings.token,
         trace_url_template: settings.trace_url_template,
         metrics,
+        topology,
     });
     let listener = TcpListener::bind(addr)
         .await
@@ -142,6 +152,19 @@ fn router(state: Arc<ApiState>) -> Router {
         .route("/api/sagas/counts", get(sagas::count_sagas))
         .route("/api/sagas/{id}", get(sagas::get_saga))
         .route("/api/sagas/{id}/resume", post(sagas::resume_saga))
+        .route("/api/sagas/{id}/cancel", post(operations::cancel_saga))
+        .route(
+            "/api/sagas/{id}/terminate",
+            post(operations::terminate_saga),
+        )
+        .route(
+            "/api/sagas/{id}/retry-compensation",
+            post(operations::retry_compensation),
+        )
+        .route(
+            "/api/sagas/{id}/signals/{name}",
+            post(operations::signal_saga),
+        )
         .route("/api/dead-letters", get(dead_letters::list_dead_letters))
         .route("/api/dead-letters/{id}", get(dead_letters::get_dead_letter))
         .route(

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{dead_letters, error, health, sagas};
+use super::{dead_letters, error, health, operations, sagas};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,6 +12,8 @@ use super::{dead_letters, error, health, sagas};
         When SAGAFLOW_API_TOKEN is set, /api/* (but this document) and /metrics need `Authorization: Bearer <token>`."),
     paths(
         sagas::list_sagas, sagas::count_sagas, sagas::get_saga, sagas::resume_saga,
+        operations::cancel_saga, operations::terminate_saga, operations::retry_compensation,
+        operations::signal_saga,
         dead_letters::list_dead_letters, dead_letters::get_dead_letter, dead_letters::republish_dead_letter,
         health::healthz, health::readyz, health::metrics,
     ),
@@ -47,6 +49,10 @@ mod tests {
             "/api/sagas",
             "/api/sagas/{id}",
             "/api/sagas/{id}/resume",
+            "/api/sagas/{id}/cancel",
+            "/api/sagas/{id}/terminate",
+            "/api/sagas/{id}/retry-compensation",
+            "/api/sagas/{id}/signals/{name}",
             "/api/dead-letters",
             "/api/dead-letters/{id}/republish",
             "/readyz",

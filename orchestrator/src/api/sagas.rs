@@ -199,7 +199,15 @@ pub(crate) async fn get_saga(
             fire_at: t.fire_at,
         })
         .collect();
-    let trace_id = id.0.simple().to_string();
+    // The trace the saga's spans are in (`traceparent` is `00-<trace id>-<span id>-<flags>`);
+    // without one (traces were off when it started), its id.
+    let trace_id = saga
+        .trace_context
+        .iter()
+        .find(|(key, _)| key == "traceparent")
+        .and_then(|(_, value)| value.split('-').nth(1))
+        .filter(|id| id.len() == 32)
+        .map_or_else(|| id.0.simple().to_string(), str::to_owned);
     let trace_url = state
         .trace_url_template
         .as_ref()

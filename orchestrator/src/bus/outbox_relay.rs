@@ -204,7 +204,7 @@ impl OutboxRelay {
     ) -> Vec<(&'r OutboxRow, Result<(), PublishError>)> {
         let mut pending = Vec::with_capacity(rows.len());
         for row in rows {
-            pending.push(self.publisher.send(&row.message).await);
+            pending.push(self.publisher.send(&traced(&row.message)).await);
         }
         let confirms = join_all(pending.into_iter().map(|sent| async move {
             match sent {
@@ -258,4 +258,51 @@ mod tests {
         assert_eq!(retry_delay(1), Duration::from_secs(1));
         assert_eq!(retry_delay(100), Duration::from_secs(32));
     }
+}
+
+/// `message`, sent in an `outbox publish` span that continues the trace in its headers, with
+/// that span as the trace context it carries on. Untouched when it carries no trace.
+fn traced(
+    message: &sagaflow_amqp::OutgoingMessage,
+) -> std::borrow::Cow<'_, sagaflow_amqp::OutgoingMessage> {
+    let header = |name: &str| {
+        message
+            .headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
+    if header(headers::TRACEPARENT).is_none() {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let span = tracing::info_span!(
+        "outbox publish",
+        otel.kind = "producer",
+        messaging.system = "rabbitmq",
+        messaging.operation.type = "send",
+        messaging.destination.name = %message.routing_key,
+        messaging.message.id = %message.message_id,
+        sagaflow.message_type = %message.message_type,
+        saga_id = tracing::field::Empty,
+        step = tracing::field::Empty,
+        attempt = tracing::field::Empty,
+    );
+    for (field, name) in [
+        ("saga_id", headers::SAGA_ID),
+        ("step", headers::STEP),
+        ("attempt", headers::ATTEMPT),
+    ] {
+        if let Some(value) = header(name) {
+            span.record(field, value.as_str());
+        }
+    }
+    sagaflow_process::set_remote_parent(&span, header);
+    let mut message = message.clone();
+    message
+        .headers
+        .retain(|(key, _)| key != headers::TRACEPARENT && key != headers::TRACESTATE);
+    message
+        .headers
+        .extend(sagaflow_process::trace_headers(&span));
+    std::borrow::Cow::Owned(message)
 }

@@ -12,10 +12,13 @@ use sagaflow_engine::{
     Activation, Effect, Fact, FactRejected, ReplayError, Replayed, SagaEnd, SagaRun,
 };
 use serde_json::json;
+use tracing::Instrument;
 
+use super::saga_metrics::{record_saga_status, ActivationMetrics};
 use super::{Disposition, ProcessError, Processor};
 use crate::cache::CachedSaga;
 use crate::store::{self, ParkedFact, SagaUpdate, Tx};
+use crate::telemetry;
 use sagaflow_process::crash_point;
 
 /// Where a saga's history stands when an activation is committed, and who waits for its end.
@@ -60,11 +63,50 @@ impl Processor {
         let Some(saga) = store::lock_saga(&mut tx, saga_id).await? else {
             return Ok(Disposition::DeadLetter(format!("no saga {saga_id} exists")));
         };
-        if let Some(timer) = fired_timer {
-            if store::lock_due_timer(&mut tx, timer, now).await?.is_none() {
-                return Ok(Disposition::Ack);
+        // One span per activation, in the saga's trace (its parent is the saga's start span,
+        // set before the span is entered); a replay emits no spans for old steps.
+        let span = tracing::info_span!(
+            "advance",
+            %saga_id,
+            saga_type = %saga.saga_type,
+            fact = fact_kind(&fact),
+            step = tracing::field::Empty,
+            attempt = tracing::field::Empty,
+            activity = tracing::field::Empty,
+        );
+        if let Fact::ActivityResult {
+            step,
+            activity,
+            attempt,
+            ..
+        } = &fact
+        {
+            span.record("step", step.0);
+            span.record("attempt", *attempt);
+            if let Some(activity) = activity {
+                span.record("activity", activity.as_str());
             }
         }
+        sagaflow_process::set_remote_parent(&span, |name| {
+            saga.trace_context
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        });
+        self.advance_locked(tx, saga, fact, fired_timer, now)
+            .instrument(span)
+            .await
+    }
+
+    async fn advance_locked(
+        &self,
+        mut tx: Tx,
+        saga: store::SagaRow,
+        fact: Fact,
+        fired_timer: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<Disposition, ProcessError> {
+        let saga_id = saga.id;
         let resume = matches!(fact, Fact::Resumed);
         match saga.status {
             status if status.is_final() => {
@@ -110,8 +152,12 @@ impl Processor {
             .filter(|cached| cached.next_event_seq == saga.next_event_seq);
         let mut activation = Activation::default();
         let mut run = match cached {
-            Some(CachedSaga { run, .. }) => run,
+            Some(CachedSaga { run, .. }) => {
+                metrics::counter!(telemetry::CACHE_HITS).increment(1);
+                run
+            }
             None => {
+                metrics::counter!(telemetry::REPLAYS).increment(1);
                 let history = store::load_history(&mut *tx, saga_id).await?;
                 match SagaRun::replay(
                     &self.registry,
@@ -229,6 +275,9 @@ impl Processor {
         )
         .await?;
         let next_event_seq = position.next_event_seq + activation.events.len() as i64;
+        let counted =
+            ActivationMetrics::gather(&mut tx, saga, &activation.events, &activation.effects, now)
+                .await?;
 
         let mut messages = Vec::new();
         let mut armed = false;
@@ -308,6 +357,10 @@ impl Processor {
         };
         store::update_saga(&mut tx, saga, update).await?;
         tx.commit().await?;
+        counted.record();
+        if status != position.status {
+            record_saga_status(&position.saga_type, status);
+        }
 
         crash_point("orchestrator.after-commit");
         // Per-activity crash points cost a string per command: only in builds that have them.
@@ -368,6 +421,7 @@ impl Processor {
         };
         store::update_saga(&mut tx, position.saga, update).await?;
         tx.commit().await?;
+        record_saga_status(&position.saga_type, SagaStatus::Stuck);
         tracing::error!(saga = %position.saga, reason, "saga is stuck");
         Ok(())
     }
@@ -427,7 +481,7 @@ impl Processor {
             routing_key: self.topology.activity_queue(&command.activity),
             message_id: format!("{saga_id}/{step}/{attempt}"),
             message_type: headers::message_type::ACTIVITY_COMMAND.to_owned(),
-            headers: vec![
+            headers: [
                 (headers::SAGA_ID.to_owned(), saga_id.to_string()),
                 (headers::STEP.to_owned(), step.to_string()),
                 (headers::ATTEMPT.to_owned(), attempt.to_string()),
@@ -435,7 +489,11 @@ impl Processor {
                     headers::IDEMPOTENCY_KEY.to_owned(),
                     command.idempotency_key.to_string(),
                 ),
-            ],
+            ]
+            .into_iter()
+            // The activation's span: the outbox relay's publish span continues it.
+            .chain(sagaflow_process::trace_headers(&tracing::Span::current()))
+            .collect(),
             body: serde_json::to_vec(command).expect("an ActivityCommand serializes"),
             ..Default::default()
         }
@@ -549,4 +607,17 @@ fn parked_fact(parked: ParkedFact) -> Option<Fact> {
             attempt,
         },
     })
+}
+
+/// The kind of `fact`, as a span attribute.
+fn fact_kind(fact: &Fact) -> &'static str {
+    match fact {
+        Fact::ActivityResult { .. } => "activity_result",
+        Fact::TimerFired { .. } => "timer_fired",
+        Fact::Resumed => "resumed",
+        Fact::Signal { .. } => "signal",
+        Fact::Cancel { .. } => "cancel",
+        Fact::Terminate { .. } => "terminate",
+        Fact::RetryCompensation => "retry_compensation",
+    }
 }

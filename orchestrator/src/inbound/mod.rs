@@ -9,6 +9,7 @@ mod control;
 mod dead_letters;
 mod heartbeat;
 mod result;
+mod saga_metrics;
 mod signal;
 mod start;
 mod timer;

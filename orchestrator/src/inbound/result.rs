@@ -50,7 +50,12 @@ impl Processor {
             saga_id = %result.saga_id,
             step = %result.step,
             attempt = result.attempt,
+            otel.kind = "consumer",
+            messaging.system = "rabbitmq",
+            messaging.operation.type = "process",
         );
+        // In the saga's trace, after the attempt that answered.
+        sagaflow_process::set_remote_parent(&span, |name| sagaflow_amqp::header(delivery, name));
         self.advance_with_result(result).instrument(span).await
     }
 

@@ -54,7 +54,15 @@ impl Processor {
             )));
         }
         let saga_id = SagaId::new_random();
-        let span = tracing::info_span!("start_saga", %saga_id, saga_type = %start.saga_type);
+        let span = tracing::info_span!(
+            "start saga",
+            otel.kind = "consumer",
+            %saga_id,
+            saga_type = %start.saga_type,
+            messaging.system = "rabbitmq",
+            messaging.operation.type = "process",
+        );
+        sagaflow_process::set_remote_parent(&span, |name| sagaflow_amqp::header(delivery, name));
         let reply = reply_address(delivery);
         self.insert_and_start(saga_id, start, start_key, reply, definition)
             .instrument(span)
@@ -117,6 +125,8 @@ impl Processor {
         let now = Utc::now();
         let mut tx = self.pool.begin().await?;
         let (reply_to, correlation_id) = reply;
+        // Every later span of the saga continues this one (see `advance`).
+        let trace_context = sagaflow_process::trace_headers(&tracing::Span::current());
         let new_saga = NewSaga {
             id: saga_id,
             saga_type: &start.saga_type,
@@ -124,6 +134,7 @@ impl Processor {
             start_key: Some(&start_key),
             reply_to: reply_to.as_deref(),
             correlation_id: correlation_id.as_deref(),
+            trace_context: &trace_context,
         };
         if !store::insert_saga(&mut tx, new_saga).await? {
             tracing::info!(
@@ -143,6 +154,7 @@ impl Processor {
             Ok(started) => started,
             Err(e) => return Ok(Disposition::DeadLetter(e.to_string())),
         };
+        let saga_type = start.saga_type.clone();
         let position = Position {
             saga: saga_id,
             next_event_seq: 0,
@@ -154,6 +166,7 @@ impl Processor {
         };
         self.commit(tx, &position, activation, Some(run), None, now)
             .await?;
+        super::saga_metrics::record_saga_started(&saga_type);
         Ok(Disposition::Ack)
     }
 }

@@ -12,7 +12,7 @@ mod sagas;
 mod timers;
 mod visibility;
 
-pub use events::{append_events, load_history};
+pub use events::{append_events, load_history, scheduled_steps, ScheduledStep};
 pub use outbox::{
     claim_outbox_batch, delete_outbox_rows, enqueue_outbox, outbox_len, parked_outbox_rows,
     record_outbox_failure, unpark_outbox_rows, OutboxRow, ParkedOutboxRow,

@@ -21,9 +21,11 @@ pub struct SagaRow {
     /// Where the outcome goes when the saga ends, with its correlation id.
     pub reply_to: Option<String>,
     pub correlation_id: Option<String>,
+    /// The W3C trace context (`traceparent`, `tracestate`) every span of the saga continues.
+    pub trace_context: Vec<(String, String)>,
 }
 
-pub(super) const COLUMNS: &str = "id, saga_type, status, input, output, error, next_event_seq, start_key, created_at, updated_at, reply_to, correlation_id";
+pub(super) const COLUMNS: &str = "id, saga_type, status, input, output, error, next_event_seq, start_key, created_at, updated_at, reply_to, correlation_id, trace_context";
 
 pub(super) fn saga_row(row: sqlx::postgres::PgRow) -> Result<SagaRow, sqlx::Error> {
     let status: String = row.try_get("status")?;
@@ -41,6 +43,12 @@ pub(super) fn saga_row(row: sqlx::postgres::PgRow) -> Result<SagaRow, sqlx::Erro
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         reply_to: row.try_get("reply_to")?,
+        trace_context: row
+            .try_get::<Option<sqlx::types::Json<std::collections::BTreeMap<String, String>>>, _>(
+                "trace_context",
+            )?
+            .map(|context| context.0.into_iter().collect())
+            .unwrap_or_default(),
         correlation_id: row.try_get("correlation_id")?,
     })
 }
@@ -53,14 +61,16 @@ pub struct NewSaga<'a> {
     pub start_key: Option<&'a str>,
     pub reply_to: Option<&'a str>,
     pub correlation_id: Option<&'a str>,
+    /// `traceparent` and `tracestate` of the saga's start span (empty when traces are off).
+    pub trace_context: &'a [(String, String)],
 }
 
 /// Inserts a running saga with no events yet. Returns `false`, inserting nothing, when a saga of
 /// the same type already has this start key: the start is a duplicate.
 pub async fn insert_saga(tx: &mut Tx, saga: NewSaga<'_>) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
-        "INSERT INTO sagas (id, saga_type, status, input, next_event_seq, start_key, reply_to, correlation_id)
-         VALUES ($1, $2, 'running', $3, 0, $4, $5, $6)
+        "INSERT INTO sagas (id, saga_type, status, input, next_event_seq, start_key, reply_to, correlation_id, trace_context)
+         VALUES ($1, $2, 'running', $3, 0, $4, $5, $6, $7)
          ON CONFLICT (saga_type, start_key) DO NOTHING",
     )
     .bind(saga.id.0)
@@ -69,6 +79,14 @@ pub async fn insert_saga(tx: &mut Tx, saga: NewSaga<'_>) -> Result<bool, sqlx::E
     .bind(saga.start_key)
     .bind(saga.reply_to)
     .bind(saga.correlation_id)
+    .bind((!saga.trace_context.is_empty()).then(|| {
+        sqlx::types::Json(
+            saga.trace_context
+                .iter()
+                .cloned()
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        )
+    }))
     .execute(&mut **tx)
     .await?
     .rows_affected();

@@ -23,10 +23,11 @@ function el(tag, attrs, ...children) {
 
 function token() { return localStorage.getItem("sagaflowToken"); }
 
-async function api(path) {
+async function api(path, method, payload) {
   const headers = {};
   if (token()) headers["Authorization"] = "Bearer " + token();
-  const response = await fetch(path, { headers });
+  if (payload !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, { method: method || "GET", headers, body: payload === undefined ? undefined : JSON.stringify(payload) });
   const body = await response.json().catch(() => ({}));
   if (response.status === 401) {
     $("#token-form").hidden = false;
@@ -187,6 +188,17 @@ const ms = (a, b) => (a && b ? new Date(b) - new Date(a) : null);
 async function sagaPage() {
   const id = decodeURIComponent(location.pathname.split("/").pop());
   let timer = null;
+  // Operations are published to the orchestrators (202); the page shows their effect as it polls.
+  for (const button of document.querySelectorAll("#operations button")) {
+    button.addEventListener("click", async () => {
+      const op = button.dataset.op;
+      const reason = $("#op-reason").value.trim();
+      try {
+        await api("/api/sagas/" + encodeURIComponent(id) + "/" + op, "POST", op === "resume" ? undefined : (reason ? { reason } : {}));
+        $("#op-result").textContent = op + " requested";
+      } catch (error) { $("#op-result").textContent = op + ": " + error.message; }
+    });
+  }
   async function refresh() {
     let saga;
     try { saga = await api("/api/sagas/" + encodeURIComponent(id)); showProblem(null); }
@@ -211,6 +223,11 @@ async function sagaPage() {
     errorBox.hidden = !saga.error;
     errorBox.textContent = saga.error ? ({ stuck: "Stuck: ", cancelled: "Cancelled: ", terminated: "Terminated: ",
       compensated: "Failed, compensated: ", compensation_failed: "Compensation failed: " }[saga.status] || "Failed: ") + errorText(saga.error) : "";
+
+    const ended = ["completed", "failed", "compensated", "cancelled", "terminated"].includes(saga.status);
+    $("#operations").hidden = ended;
+    $("#op-retry-compensation").hidden = saga.status !== "compensation_failed";
+    $("#op-resume").hidden = saga.status !== "stuck";
 
     const { steps, sleeps } = timeline(saga);
     $("#timeline").replaceChildren(...steps.map((s) => el("div", { class: "step", "data-step": s.step, "data-activity": s.activity, "data-status": s.status },
@@ -238,7 +255,7 @@ async function sagaPage() {
         el("td", {}, seq), el("td", { class: "mono" }, fmtTime(at)), el("td", {}, type),
         el("td", { class: "mono" }, JSON.stringify(rest)));
     }));
-    if (FINAL.includes(saga.status) && timer) { clearInterval(timer); timer = null; }
+    if (ended && timer) { clearInterval(timer); timer = null; }
   }
   await refresh();
   timer = setInterval(refresh, 1000);

@@ -2,6 +2,7 @@
 //! terminate, retry compensation, signal), dead letters, export and replay-check histories.
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -230,10 +231,13 @@ struct Connection {
 async fn main() -> Result<(), sagaflow_process::Report> {
     // `sagaflow list | head -1`: a closed pipe ends the process quietly, as for any Unix tool,
     // instead of a panic in `println!`.
-    // SAFETY: called first in main, before any other thread exists; SIG_DFL is a valid handler.
+    // SAFETY: signal(2) with SIG_DFL installs no handler of ours; nothing else in this process
+    // handles SIGPIPE.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Spans of `start` go over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (flushed on drop).
+    let _traces = sagaflow_process::init_trace_export();
     Ok(run().await?)
 }
 
@@ -255,14 +259,28 @@ async fn run() -> anyhow::Result<()> {
                 input,
                 start_key,
             };
+            // The root of the saga's trace: the orchestrator continues it.
+            let span = tracing::info_span!(
+                "publish start",
+                otel.kind = "producer",
+                saga_type = %saga_type,
+                start_key = %key,
+                messaging.system = "rabbitmq",
+                messaging.operation.type = "send",
+                messaging.message.id = %message_id,
+            );
+            let trace = sagaflow_process::trace_headers(&span);
             if !wait {
-                publish_start(&connection, &start, &message_id).await?;
+                publish_start(&connection, &start, &message_id, trace)
+                    .instrument(span)
+                    .await?;
                 println!("start message {message_id} published (start key {key})");
                 return Ok(());
             }
             let timeout = Duration::from_secs(timeout_secs);
-            let outcome =
-                operate::start_and_wait(&connection, &start, &message_id, timeout).await?;
+            let outcome = operate::start_and_wait(&connection, &start, &message_id, timeout, trace)
+                .instrument(span)
+                .await?;
             print_outcome(&connection, &outcome).await;
             match outcome.status.as_str() {
                 "completed" => Ok(()),
@@ -585,6 +603,7 @@ async fn publish_start(
     connection: &Connection,
     start: &StartSaga,
     message_id: &str,
+    trace: Vec<(String, String)>,
 ) -> anyhow::Result<()> {
     let topology = Topology::new(&connection.namespace)?;
     let amqp = sagaflow_amqp::connect(&connection.amqp_url, "sagaflow-cli").await?;
@@ -594,7 +613,7 @@ async fn publish_start(
         routing_key: topology.start_queue(),
         message_id: message_id.to_owned(),
         message_type: headers::message_type::START_SAGA.to_owned(),
-        headers: Vec::new(),
+        headers: trace,
         body: serde_json::to_vec(start)?,
         ..Default::default()
     };
@@ -745,6 +764,7 @@ mod tests {
             updated_at: chrono::Utc::now(),
             reply_to: None,
             correlation_id: None,
+            trace_context: Vec::new(),
         }
     }
 

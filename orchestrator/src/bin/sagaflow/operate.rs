@@ -25,6 +25,7 @@ pub async fn start_and_wait(
     start: &StartSaga,
     message_id: &str,
     timeout: Duration,
+    trace: Vec<(String, String)>,
 ) -> anyhow::Result<SagaFinished> {
     let topology = Topology::new(&connection.namespace)?;
     let amqp = sagaflow_amqp::connect(&connection.amqp_url, "sagaflow-cli").await?;
@@ -38,6 +39,7 @@ pub async fn start_and_wait(
         message_id: message_id.to_owned(),
         message_type: headers::message_type::START_SAGA.to_owned(),
         body: serde_json::to_vec(start)?,
+        headers: trace,
         reply_to: Some(reply_queue),
         correlation_id: Some(message_id.to_owned()),
         ..Default::default()
