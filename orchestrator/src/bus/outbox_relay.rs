@@ -248,18 +248,6 @@ fn retry_delay(attempts: i32) -> Duration {
     (Duration::from_millis(500) * 2u32.pow(exponent)).min(MAX_RETRY_DELAY)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_delays_grow_to_a_cap() {
-        assert_eq!(retry_delay(0), Duration::from_millis(500));
-        assert_eq!(retry_delay(1), Duration::from_secs(1));
-        assert_eq!(retry_delay(100), Duration::from_secs(32));
-    }
-}
-
 /// `message`, sent in an `outbox publish` span that continues the trace in its headers, with
 /// that span as the trace context it carries on. Untouched when it carries no trace.
 fn traced(
@@ -305,4 +293,16 @@ fn traced(
         .headers
         .extend(sagaflow_process::trace_headers(&span));
     std::borrow::Cow::Owned(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_to_a_cap() {
+        assert_eq!(retry_delay(0), Duration::from_millis(500));
+        assert_eq!(retry_delay(1), Duration::from_secs(1));
+        assert_eq!(retry_delay(100), Duration::from_secs(32));
+    }
 }
