@@ -107,6 +107,12 @@ impl Processor {
         now: DateTime<Utc>,
     ) -> Result<Disposition, ProcessError> {
         let saga_id = saga.id;
+        if let Some(timer) = fired_timer {
+            // Another replica may have fired it meanwhile, or a heartbeat moved it.
+            if store::lock_due_timer(&mut tx, timer, now).await?.is_none() {
+                return Ok(Disposition::Ack);
+            }
+        }
         let resume = matches!(fact, Fact::Resumed);
         match saga.status {
             status if status.is_final() => {
