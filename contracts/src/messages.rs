@@ -183,6 +183,7 @@ pub struct SignalSaga {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_key: Option<String>,
     /// The signal's name, e.g. `"approved"`; saga code waits with `ctx.signal("approved")`.
+    /// 1 to [`SignalSaga::MAX_NAME_BYTES`] bytes.
     pub name: String,
     #[serde(default)]
     pub payload: Value,
@@ -190,6 +191,11 @@ pub struct SignalSaga {
     /// Without it the AMQP `message_id` is the id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal_id: Option<String>,
+}
+
+impl SignalSaga {
+    /// The longest signal name accepted, in bytes: names are kept in the saga's history.
+    pub const MAX_NAME_BYTES: usize = 200;
 }
 
 /// What an operator asks of a saga. Published on the control queue

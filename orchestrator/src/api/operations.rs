@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::{ApiError, ApiState, BACKEND_TIMEOUT};
 use crate::store;
 
-const MAX_SIGNAL_NAME_BYTES: usize = 200;
+const MAX_SIGNAL_NAME_BYTES: usize = sagaflow_contracts::SignalSaga::MAX_NAME_BYTES;
 
 /// The optional body of cancel, terminate and retry-compensation.
 #[derive(Debug, Default, Deserialize, ToSchema)]

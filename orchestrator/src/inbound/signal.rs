@@ -18,6 +18,13 @@ impl Processor {
                 Ok(signal) => signal,
                 Err(rejected) => return Ok(rejected),
             };
+        if signal.name.trim().is_empty() || signal.name.len() > SignalSaga::MAX_NAME_BYTES {
+            return Ok(Disposition::DeadLetter(format!(
+                "a signal name has 1 to {} bytes, not {}",
+                SignalSaga::MAX_NAME_BYTES,
+                quote(&signal.name, 100)
+            )));
+        }
         let Some(signal_id) = signal
             .signal_id
             .clone()
