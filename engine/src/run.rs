@@ -340,6 +340,17 @@ impl SagaRun {
         !state.activities.values().any(|m| m.is_pending())
     }
 
+    /// The activity of `step` and when it was scheduled, if the code scheduled it.
+    pub fn scheduled(
+        &self,
+        step: sagaflow_contracts::StepSeq,
+    ) -> Option<(String, chrono::DateTime<chrono::Utc>)> {
+        lock(&self.state)
+            .activities
+            .get(&step)
+            .map(|m| (m.activity.clone(), m.scheduled_at))
+    }
+
     /// The activity of `step`, if the code scheduled it.
     pub fn activity_of(&self, step: sagaflow_contracts::StepSeq) -> Option<String> {
         lock(&self.state)

@@ -52,11 +52,19 @@ pub struct Config {
     #[arg(long, env = "SAGAFLOW_MAX_MESSAGE_BYTES", default_value_t = sagaflow_contracts::DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
 
-    /// How often the outbox relay looks for work when nothing woke it, in milliseconds.
+    /// How often the outbox relay looks for rows it was not handed (those of a replica that died
+    /// before publishing them, rows due for another try), in milliseconds.
     #[arg(long, env = "SAGAFLOW_OUTBOX_POLL_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
     pub outbox_poll_ms: u64,
 
-    /// Messages the outbox relay publishes per transaction.
+    /// How long the outbox rows of a commit stay reserved for the committing process, which
+    /// publishes them right after the commit, in milliseconds. Then any replica's relay may
+    /// publish them: the delay after a crash between a commit and its publish, and how slow a
+    /// publish may be before another replica publishes the row too (consumers de-duplicate).
+    #[arg(long, env = "SAGAFLOW_OUTBOX_HANDOVER_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub outbox_handover_ms: u64,
+
+    /// Messages the outbox relay publishes per batch.
     #[arg(long, env = "SAGAFLOW_OUTBOX_BATCH", default_value_t = 256, value_parser = clap::value_parser!(i64).range(1..))]
     pub outbox_batch: i64,
 
@@ -157,6 +165,17 @@ impl Config {
 
     pub fn confirm_timeout(&self) -> Duration {
         Duration::from_secs(self.confirm_timeout_secs)
+    }
+
+    /// How long an outbox row claimed by a relay's poll stays claimed: longer than the confirms
+    /// may take, so that two relays rarely publish one row.
+    pub fn outbox_lease(&self) -> Duration {
+        self.confirm_timeout() + Duration::from_secs(2)
+    }
+
+    /// How long a commit's own outbox rows stay reserved for the committing process.
+    pub fn outbox_handover(&self) -> Duration {
+        Duration::from_millis(self.outbox_handover_ms)
     }
 
     /// The deadlines of every PostgreSQL wait.

@@ -7,7 +7,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{OutboxRelay, RelayError};
+use crate::bus::{CommittedOutbox, OutboxRelay, RelayError};
 use crate::cache::SagaCache;
 use crate::engine::SagaRegistry;
 use crate::inbound::{fire_due_timers, Inbound, Processor};
@@ -134,7 +134,8 @@ impl Orchestrator {
             store::connect(&config.database_url, config.db_max_connections, timeouts).await?;
         // The relay has connections of its own: inbound work holding every connection of the
         // main pool must not starve the relay that makes room for it.
-        let relay_pool = store::connect_pool(&config.database_url, RELAY_CONNECTIONS, timeouts)?;
+        let relay_pool =
+            store::connect_relay_pool(&config.database_url, RELAY_CONNECTIONS, timeouts)?;
         let mut connection = self.connect_broker(config, &shutdown, false).await?;
         let mut processor: Option<Arc<Processor>> = None;
         let mut consume_starts = 1;
@@ -259,7 +260,8 @@ impl Orchestrator {
                     cache: SagaCache::new(config.cache_size),
                     topology: topology.clone(),
                     publisher: std::sync::RwLock::new(publisher),
-                    outbox_ready: Arc::new(Notify::new()),
+                    committed_outbox: CommittedOutbox::default(),
+                    outbox_handover: config.outbox_handover(),
                     timers_armed: Arc::new(Notify::new()),
                     max_message_bytes: config.max_message_bytes,
                     defaults: config.default_activity_options(),
@@ -276,10 +278,11 @@ impl Orchestrator {
             publisher: Publisher::open(connection).await?,
             topology: topology.clone(),
             queue_type: config.queue_type,
-            wake: processor.outbox_ready.clone(),
+            committed: processor.committed_outbox.clone(),
             poll_interval: config.outbox_poll_interval(),
             batch_size: config.outbox_batch,
             confirm_timeout: config.confirm_timeout(),
+            lease: config.outbox_lease(),
             max_attempts: config.outbox_max_attempts,
             connection: connection.clone(),
         };

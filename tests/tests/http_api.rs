@@ -154,7 +154,7 @@ async fn the_api_filters_pages_and_shows_sagas_behind_its_token() {
     assert_eq!(counts["counts"]["failed"], 1, "{counts}");
     assert_eq!(counts["total"], 4, "{counts}");
 
-    // Pagination: pages of 3 cover the four sagas once, newest-updated first.
+    // Pagination: pages of 3 cover the four sagas once, most recently started first.
     let first = api.get("/api/sagas?limit=3").await.body;
     assert_eq!(ids(&first).len(), 3);
     let cursor = first["next_cursor"]
@@ -174,7 +174,7 @@ async fn the_api_filters_pages_and_shows_sagas_behind_its_token() {
         .unwrap()
         .iter()
         .chain(second["sagas"].as_array().unwrap())
-        .map(|s| s["updated_at"].as_str().unwrap().to_owned())
+        .map(|s| s["created_at"].as_str().unwrap().to_owned())
         .collect();
     let parsed: Vec<chrono::DateTime<chrono::Utc>> =
         times.iter().map(|t| t.parse().unwrap()).collect();

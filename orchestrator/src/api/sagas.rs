@@ -63,7 +63,7 @@ pub(crate) struct SagaSummary {
     updated_at: DateTime<Utc>,
 }
 
-/// One page of the list, most recently updated first.
+/// One page of the list, most recently started first.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct SagaPage {
     sagas: Vec<SagaSummary>,
@@ -116,7 +116,7 @@ pub(crate) struct ResumeAccepted {
     resume_requested: bool,
 }
 
-/// Sagas matching the filters, most recently updated first, a page at a time.
+/// Sagas matching the filters, most recently started first, a page at a time.
 #[utoipa::path(get, path = "/api/sagas", params(ListParams), tag = "sagas",
     responses((status = 200, body = SagaPage), (status = 400, body = super::error::ErrorBody),
               (status = 401, body = super::error::ErrorBody)))]
@@ -138,7 +138,7 @@ pub(crate) async fn list_sagas(
         rows.truncate(limit as usize);
         rows.last().map(|last| {
             format_cursor(SagaCursor {
-                updated_at: last.updated_at,
+                created_at: last.created_at,
                 id: last.id,
             })
         })
@@ -291,12 +291,12 @@ fn filter_of(params: &ListParams) -> Result<SagaFilter, ApiError> {
     })
 }
 
-/// `<updated_at in µs since the epoch>_<saga id>`: opaque to clients, exact for PostgreSQL's
+/// `<created_at in µs since the epoch>_<saga id>`: opaque to clients, exact for PostgreSQL's
 /// microsecond timestamps.
 fn format_cursor(cursor: SagaCursor) -> String {
     format!(
         "{}_{}",
-        cursor.updated_at.timestamp_micros(),
+        cursor.created_at.timestamp_micros(),
         cursor.id.0.simple()
     )
 }
@@ -310,7 +310,7 @@ fn parse_cursor(text: &str) -> Result<SagaCursor, ApiError> {
     let (micros, id) = text.split_once('_').ok_or_else(invalid)?;
     let micros: i64 = micros.parse().map_err(|_| invalid())?;
     Ok(SagaCursor {
-        updated_at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
+        created_at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
         id: SagaId(Uuid::parse_str(id).map_err(|_| invalid())?),
     })
 }
@@ -322,7 +322,7 @@ mod tests {
     #[test]
     fn a_cursor_reads_back_as_written() {
         let cursor = SagaCursor {
-            updated_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
             id: SagaId(Uuid::new_v4()),
         };
         assert_eq!(parse_cursor(&format_cursor(cursor)).unwrap(), cursor);

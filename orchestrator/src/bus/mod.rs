@@ -3,4 +3,4 @@
 
 mod outbox_relay;
 
-pub use outbox_relay::{OutboxRelay, RelayError};
+pub use outbox_relay::{CommittedOutbox, OutboxRelay, RelayError};

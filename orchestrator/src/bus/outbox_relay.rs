@@ -4,18 +4,65 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use lapin::Connection;
+use sagaflow_amqp::OutgoingMessage;
 use sagaflow_amqp::{declare_queue, PublishError, Publisher, QueueType};
 use sagaflow_contracts::{headers, Topology};
 use sqlx::PgPool;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{self, OutboxRow};
 
+/// The rows each commit of this process wrote, on their way to its relay.
+///
+/// The inbound side sends; the relay of the current broker connection receives. The receiving
+/// end outlives a relay (a reconnect starts a new one), so rows sent meanwhile are not lost; rows
+/// of a process that dies are published by any relay once their lease ends.
+#[derive(Clone)]
+pub struct CommittedOutbox {
+    sender: mpsc::UnboundedSender<Vec<OutboxRow>>,
+    receiver: Arc<Mutex<mpsc::UnboundedReceiver<Vec<OutboxRow>>>>,
+}
+
+impl Default for CommittedOutbox {
+    fn default() -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        CommittedOutbox {
+            sender,
+            receiver: Arc::new(Mutex::new(receiver)),
+        }
+    }
+}
+
+impl CommittedOutbox {
+    /// Hands the committed rows `ids` (of `messages`, in order) to the relay.
+    pub fn publish(&self, ids: Vec<i64>, messages: Vec<OutgoingMessage>) {
+        if ids.is_empty() {
+            return;
+        }
+        let rows = ids
+            .into_iter()
+            .zip(messages)
+            .map(|(id, message)| OutboxRow {
+                id,
+                attempts: 0,
+                message,
+            })
+            .collect();
+        // Only fails when no receiver is left (the process is stopping): the lease then ends
+        // and any relay publishes the rows.
+        let _ = self.sender.send(rows);
+    }
+}
+
 /// Publishes committed outbox rows with publisher confirms, then deletes them.
 ///
-/// Woken after each commit that wrote rows, and by a poll in case the wake-up was missed or
-/// another replica committed the rows.
+/// **The commit's own rows go at once.** A commit writes its rows already claimed (a lease) and
+/// hands them to this process's relay ([`CommittedOutbox`]): no transaction and no database round
+/// trip stand between the commit and the publish. The delete afterwards runs with
+/// `synchronous_commit = off` (see `store::connect_relay_pool`): losing it in a crash only means
+/// publishing again. A poll claims everything else: rows of a process that died, rows whose
+/// publish failed and whose pause is over.
 ///
 /// **No lock is held while waiting on the broker.** A batch is claimed by setting a lease
 /// (`claimed_until`) in one short statement; then it is published and each confirmed row is
@@ -39,11 +86,14 @@ pub struct OutboxRelay {
     pub publisher: Publisher,
     pub topology: Topology,
     pub queue_type: QueueType,
-    pub wake: Arc<Notify>,
+    /// The rows this process commits.
+    pub committed: CommittedOutbox,
     pub poll_interval: Duration,
     pub batch_size: i64,
     /// How long a batch's confirms may take; then its rows are tried again.
     pub confirm_timeout: Duration,
+    /// How long a claim lasts, a commit's own rows included: longer than confirms may take.
+    pub lease: Duration,
     /// Failed publishes after which a row is parked.
     pub max_attempts: i32,
 }
@@ -61,48 +111,88 @@ pub enum RelayError {
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
 impl OutboxRelay {
-    /// How long a claim lasts: longer than the confirms may take.
-    pub fn lease(&self) -> Duration {
-        self.confirm_timeout + Duration::from_secs(5)
-    }
-
-    /// Relays until `shutdown`, then relays what is left once more. A database failure is
-    /// logged and tried again at the next poll; a lost broker connection ends it with an error
-    /// (the orchestrator connects again).
+    /// Relays until `shutdown`, then relays what this process committed and what is left once
+    /// more. A database failure is logged and tried again at the next poll; a lost broker
+    /// connection ends it with an error (the orchestrator connects again).
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), RelayError> {
         let mut declared = HashSet::new();
+        let receiver = self.committed.receiver.clone();
+        let mut committed = receiver.lock().await;
+        let mut poll = tokio::time::interval(self.poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            loop {
-                match self.relay_batch(&mut declared).await {
-                    Ok(n) if n == self.batch_size as usize => continue,
-                    Ok(_) => break,
-                    Err(RelayError::Database(error)) => {
-                        tracing::warn!(%error, "outbox relay: waiting for PostgreSQL");
-                        break;
-                    }
-                    Err(error) => return Err(error),
-                }
-            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.poll_interval) => {}
+                Some(rows) = committed.recv() => {
+                    self.relay_committed(rows, &mut committed, &mut declared).await?
+                }
+                _ = poll.tick() => {
+                    // First what this process committed: a row waiting here longer than its
+                    // reservation would be claimed, and published twice.
+                    self.relay_committed(Vec::new(), &mut committed, &mut declared).await?;
+                    self.relay_claimed(&mut declared).await?
+                }
             }
         }
-        match self.relay_batch(&mut declared).await {
-            Err(RelayError::Database(error)) => {
-                tracing::warn!(%error, "outbox relay: rows left for the next relay");
-                Ok(())
+        // Everything this process committed has been handed over by now (the consumers stopped).
+        self.relay_committed(Vec::new(), &mut committed, &mut declared)
+            .await?;
+        self.relay_claimed(&mut declared).await
+    }
+
+    /// Publishes `rows` and every other row this process committed, a batch at a time.
+    async fn relay_committed(
+        &mut self,
+        mut rows: Vec<OutboxRow>,
+        committed: &mut mpsc::UnboundedReceiver<Vec<OutboxRow>>,
+        declared: &mut HashSet<String>,
+    ) -> Result<(), RelayError> {
+        loop {
+            while rows.len() < self.batch_size as usize {
+                match committed.try_recv() {
+                    Ok(more) => rows.extend(more),
+                    Err(_) => break,
+                }
             }
-            other => other.map(|_| ()),
+            if rows.is_empty() {
+                return Ok(());
+            }
+            self.relay_rows(std::mem::take(&mut rows), declared)
+                .await
+                .or_else(database_later)?;
         }
     }
 
-    /// Publishes one batch; returns how many rows it claimed.
-    async fn relay_batch(&mut self, declared: &mut HashSet<String>) -> Result<usize, RelayError> {
-        let rows = store::claim_outbox_batch(&self.pool, self.batch_size, self.lease()).await?;
+    /// Claims and publishes batches until none is full. A database failure is logged: the rows
+    /// wait for the next poll.
+    async fn relay_claimed(&mut self, declared: &mut HashSet<String>) -> Result<(), RelayError> {
+        loop {
+            let claimed =
+                match store::claim_outbox_batch(&self.pool, self.batch_size, self.lease).await {
+                    Ok(rows) => rows,
+                    Err(error) => {
+                        tracing::warn!(%error, "outbox relay: waiting for PostgreSQL");
+                        return Ok(());
+                    }
+                };
+            let full = claimed.len() == self.batch_size as usize;
+            self.relay_rows(claimed, declared)
+                .await
+                .or_else(database_later)?;
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Publishes `rows` (claimed by this relay) and deletes those the broker took.
+    async fn relay_rows(
+        &mut self,
+        rows: Vec<OutboxRow>,
+        declared: &mut HashSet<String>,
+    ) -> Result<(), RelayError> {
         if rows.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
         // Commands go through the default exchange to the activity's queue: make sure it
         // exists even if no activity service has started yet, or the message would be lost.
@@ -194,7 +284,7 @@ impl OutboxRelay {
         if broken {
             self.reopen_channel().await?;
         }
-        Ok(rows.len())
+        Ok(())
     }
 
     /// Sends `rows`, then waits for their confirms (pipelined), at most `confirm_timeout`.
@@ -239,6 +329,18 @@ impl OutboxRelay {
         }
         self.publisher = Publisher::open(&self.connection).await?;
         Ok(())
+    }
+}
+
+/// A database failure of the relay is logged and waited out: the rows stay in the table, claimed
+/// until their lease ends, and the next poll takes them. A broker failure ends the relay.
+fn database_later(error: RelayError) -> Result<(), RelayError> {
+    match error {
+        RelayError::Database(error) => {
+            tracing::warn!(%error, "outbox relay: waiting for PostgreSQL");
+            Ok(())
+        }
+        broker => Err(broker),
     }
 }
 

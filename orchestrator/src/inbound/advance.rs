@@ -272,18 +272,9 @@ impl Processor {
                 .park(tx, position, &activation.events, error.to_string(), now)
                 .await;
         }
-        store::append_events(
-            &mut tx,
-            saga,
-            position.next_event_seq,
-            &activation.events,
-            now,
-        )
-        .await?;
         let next_event_seq = position.next_event_seq + activation.events.len() as i64;
         let counted =
-            ActivationMetrics::gather(&mut tx, saga, &activation.events, &activation.effects, now)
-                .await?;
+            ActivationMetrics::gather(run.as_ref(), &activation.events, &activation.effects, now);
 
         let mut messages = Vec::new();
         let mut armed = false;
@@ -354,14 +345,23 @@ impl Processor {
                 messages.push(reply);
             }
         }
-        store::enqueue_outbox(&mut tx, saga, &messages).await?;
         let update = SagaUpdate {
             status,
             next_event_seq,
             output: output.as_ref(),
             error: error.as_ref(),
         };
-        store::update_saga(&mut tx, saga, update).await?;
+        let outbox_ids = store::write_activation(
+            &mut tx,
+            saga,
+            position.next_event_seq,
+            &activation.events,
+            now,
+            &messages,
+            self.outbox_handover,
+            update,
+        )
+        .await?;
         tx.commit().await?;
         counted.record();
         if status != position.status {
@@ -376,9 +376,7 @@ impl Processor {
                 crash_point(&format!("orchestrator.after-commit.{activity}"));
             }
         }
-        if !messages.is_empty() {
-            self.outbox_ready.notify_one();
-        }
+        self.committed_outbox.publish(outbox_ids, messages);
         if armed {
             self.timers_armed.notify_one();
         }

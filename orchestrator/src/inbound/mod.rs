@@ -26,6 +26,7 @@ use sagaflow_engine::{panic_message, SagaRegistry};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
+use crate::bus::CommittedOutbox;
 use crate::cache::SagaCache;
 
 pub(crate) use timer::fire_due_timers;
@@ -39,8 +40,12 @@ pub struct Processor {
     /// Publishes dead letters and put-back starts (the outbox relay has its own channel).
     /// Replaced when the broker connection is made again (see [`Processor::replace_publisher`]).
     pub(crate) publisher: std::sync::RwLock<Publisher>,
-    /// Wakes the outbox relay after a commit that wrote outbox rows.
-    pub(crate) outbox_ready: Arc<Notify>,
+    /// Hands the outbox rows of each commit to this process's relay, which publishes them at
+    /// once (they are written reserved for it: other relays take them only if this process
+    /// dies or is slow).
+    pub(crate) committed_outbox: CommittedOutbox,
+    /// How long the rows of a commit stay reserved for this process.
+    pub(crate) outbox_handover: Duration,
     /// Wakes the timer claimer after a commit that armed timers.
     pub(crate) timers_armed: Arc<Notify>,
     pub(crate) max_message_bytes: usize,

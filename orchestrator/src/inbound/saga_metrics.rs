@@ -1,13 +1,12 @@
-//! The engine's counters, taken from what an activation recorded: gathered inside the
-//! transaction (a result's activity is found by its step's `ActivityScheduled` event) and
-//! recorded only once the transaction has committed, so a counter counts committed facts.
+//! The engine's counters, taken from what an activation recorded (a result's activity and
+//! scheduling time come from the live run) and recorded only once the transaction has
+//! committed, so a counter counts committed facts.
 
 use chrono::{DateTime, Utc};
 use metrics::{counter, histogram};
-use sagaflow_contracts::{SagaEvent, SagaId, SagaStatus};
-use sagaflow_engine::Effect;
+use sagaflow_contracts::{SagaEvent, SagaStatus};
+use sagaflow_engine::{Effect, SagaRun};
 
-use crate::store::{self, Tx};
 use crate::telemetry;
 
 /// What one activation adds to the counters.
@@ -22,15 +21,14 @@ pub(crate) struct ActivationMetrics {
 }
 
 impl ActivationMetrics {
-    /// Gathers the counters of `events` and `effects`, committed at `now` (call it after the
-    /// events were appended in `tx`).
-    pub(crate) async fn gather(
-        tx: &mut Tx,
-        saga: SagaId,
+    /// Gathers the counters of `events` and `effects`, committed at `now`; `run` knows each
+    /// step's activity and when it was scheduled (no run: no step durations).
+    pub(crate) fn gather(
+        run: Option<&SagaRun>,
         events: &[SagaEvent],
         effects: &[Effect],
         now: DateTime<Utc>,
-    ) -> Result<Self, sqlx::Error> {
+    ) -> Self {
         let mut gathered = ActivationMetrics::default();
         for effect in effects {
             if let Effect::SendActivityCommand {
@@ -40,45 +38,34 @@ impl ActivationMetrics {
                 gathered.attempts.push((activity.clone(), *attempt));
             }
         }
-        let ended: Vec<(i64, Option<&str>, Option<&'static str>)> = events
-            .iter()
-            .filter_map(|event| match event {
+        let Some(run) = run else {
+            return gathered;
+        };
+        for event in events {
+            let (step, kind, outcome) = match event {
                 SagaEvent::ActivityAttemptFailed { step, error, .. } => {
-                    Some((i64::from(step.0), Some(error.kind.as_str()), None))
+                    (*step, Some(error.kind.as_str()), None)
                 }
                 SagaEvent::ActivityFailed { step, error, .. } => {
-                    Some((i64::from(step.0), Some(error.kind.as_str()), Some("failed")))
+                    (*step, Some(error.kind.as_str()), Some("failed"))
                 }
-                SagaEvent::ActivityCompleted { step, .. } => {
-                    Some((i64::from(step.0), None, Some("completed")))
-                }
-                _ => None,
-            })
-            .collect();
-        if ended.is_empty() {
-            return Ok(gathered);
-        }
-        let steps: Vec<i64> = ended.iter().map(|(step, ..)| *step).collect();
-        let scheduled = store::scheduled_steps(&mut **tx, saga, &steps).await?;
-        for (step, kind, outcome) in ended {
-            let Some(scheduled) = scheduled.iter().find(|s| s.step == step) else {
+                SagaEvent::ActivityCompleted { step, .. } => (*step, None, Some("completed")),
+                _ => continue,
+            };
+            let Some((activity, scheduled_at)) = run.scheduled(step) else {
                 continue;
             };
             if let Some(kind) = kind {
-                gathered
-                    .failed
-                    .push((scheduled.activity.clone(), kind.to_owned()));
+                gathered.failed.push((activity.clone(), kind.to_owned()));
             }
             if let Some(outcome) = outcome {
-                let seconds = (now - scheduled.scheduled_at)
+                let seconds = (now - scheduled_at)
                     .to_std()
                     .map_or(0.0, |d| d.as_secs_f64());
-                gathered
-                    .steps
-                    .push((scheduled.activity.clone(), outcome, seconds));
+                gathered.steps.push((activity, outcome, seconds));
             }
         }
-        Ok(gathered)
+        gathered
     }
 
     /// Records the gathered counters (after the commit).

@@ -60,39 +60,3 @@ pub async fn load_history(
         })
         .collect())
 }
-
-/// A step as it was scheduled: its activity and when its `ActivityScheduled` was recorded.
-pub struct ScheduledStep {
-    pub step: i64,
-    pub activity: String,
-    pub scheduled_at: DateTime<Utc>,
-}
-
-/// The scheduling of each of `steps` of the saga (for metrics: the activity of a result and
-/// how long its step took). Steps without an `ActivityScheduled` event are left out.
-pub async fn scheduled_steps(
-    db: impl PgExecutor<'_>,
-    saga: SagaId,
-    steps: &[i64],
-) -> Result<Vec<ScheduledStep>, sqlx::Error> {
-    if steps.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows: Vec<(i64, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT (event->>'step')::bigint, event->>'activity', recorded_at FROM saga_events
-         WHERE saga_id = $1 AND kind = 'ActivityScheduled'
-           AND (event->>'step')::bigint = ANY($2::bigint[])",
-    )
-    .bind(saga.0)
-    .bind(steps)
-    .fetch_all(db)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(step, activity, scheduled_at)| ScheduledStep {
-            step,
-            activity,
-            scheduled_at,
-        })
-        .collect())
-}

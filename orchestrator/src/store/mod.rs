@@ -4,6 +4,7 @@
 //! Plain SQL with binds. Every function that changes state takes the caller's transaction, so
 //! one inbound message becomes exactly one commit.
 
+mod activation;
 mod dead_letters;
 mod events;
 mod outbox;
@@ -12,10 +13,11 @@ mod sagas;
 mod timers;
 mod visibility;
 
-pub use events::{append_events, load_history, scheduled_steps, ScheduledStep};
+pub use activation::write_activation;
+pub use events::{append_events, load_history};
 pub use outbox::{
-    claim_outbox_batch, delete_outbox_rows, enqueue_outbox, outbox_len, parked_outbox_rows,
-    record_outbox_failure, unpark_outbox_rows, OutboxRow, ParkedOutboxRow,
+    claim_outbox_batch, delete_outbox_rows, outbox_len, parked_outbox_rows, record_outbox_failure,
+    unpark_outbox_rows, OutboxRow, ParkedOutboxRow,
 };
 pub use parked::{park_fact, take_parked_facts, ParkedFact};
 pub use sagas::{
@@ -142,14 +144,19 @@ pub async fn connect(
     Ok(pool)
 }
 
-/// A pool of up to `max_connections` that connects when first used (no migrations): for a part
-/// of the process that must not wait behind the others, such as the outbox relay.
-pub fn connect_pool(
+/// A pool of up to `max_connections` that connects when first used (no migrations), for the
+/// outbox relay: apart from the inbound pool, so inbound work cannot starve the relay that makes
+/// room for it. Its commits need not wait for the disk
+/// (`synchronous_commit = off`): it only claims, deletes and counts failures of rows, and
+/// losing any of that in a database crash means publishing a row again, which consumers
+/// de-duplicate. What a saga committed is never written through this pool.
+pub fn connect_relay_pool(
     url: &str,
     max_connections: u32,
     timeouts: DatabaseTimeouts,
 ) -> Result<PgPool, ConnectError> {
-    Ok(pool_options(max_connections, timeouts).connect_lazy_with(connect_options(url, timeouts)?))
+    let options = connect_options(url, timeouts)?.options([("synchronous_commit", "off")]);
+    Ok(pool_options(max_connections, timeouts).connect_lazy_with(options))
 }
 
 /// A transaction on the store.

@@ -1,8 +1,5 @@
 use sagaflow_amqp::OutgoingMessage;
-use sagaflow_contracts::SagaId;
 use sqlx::PgExecutor;
-
-use super::Tx;
 
 /// One message waiting in the outbox.
 #[derive(Debug)]
@@ -11,48 +8,6 @@ pub struct OutboxRow {
     /// Failed publishes so far.
     pub attempts: i32,
     pub message: OutgoingMessage,
-}
-
-/// Writes `messages` into the outbox within `tx`: they are published if and only if `tx` commits.
-pub async fn enqueue_outbox(
-    tx: &mut Tx,
-    saga: SagaId,
-    messages: &[OutgoingMessage],
-) -> Result<(), sqlx::Error> {
-    if messages.is_empty() {
-        return Ok(());
-    }
-    let column = |field: fn(&OutgoingMessage) -> &String| -> Vec<&str> {
-        messages.iter().map(|m| field(m).as_str()).collect()
-    };
-    let headers = messages
-        .iter()
-        .map(|m| serde_json::to_value(&m.headers).map_err(|e| sqlx::Error::Encode(e.into())))
-        .collect::<Result<Vec<_>, _>>()?;
-    let bodies: Vec<&[u8]> = messages.iter().map(|m| m.body.as_slice()).collect();
-    let correlation_ids: Vec<Option<&str>> = messages
-        .iter()
-        .map(|m| m.correlation_id.as_deref())
-        .collect();
-    // One statement for all of an advance's messages, in their order.
-    sqlx::query(
-        "INSERT INTO outbox (saga_id, exchange, routing_key, message_id, message_type, headers, body, correlation_id)
-         SELECT $1, exchange, routing_key, message_id, message_type, headers, body, correlation_id
-         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::bytea[], $8::text[])
-         WITH ORDINALITY AS m(exchange, routing_key, message_id, message_type, headers, body, correlation_id, n)
-         ORDER BY n",
-    )
-    .bind(saga.0)
-    .bind(column(|m| &m.exchange))
-    .bind(column(|m| &m.routing_key))
-    .bind(column(|m| &m.message_id))
-    .bind(column(|m| &m.message_type))
-    .bind(headers)
-    .bind(bodies)
-    .bind(correlation_ids)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// Claims up to `limit` of the oldest relayable messages for `lease`, in one short statement:

@@ -158,7 +158,7 @@ pub async fn update_saga(
     Ok(())
 }
 
-/// The most recently updated sagas, newest first, optionally only those with `status`.
+/// The most recently started sagas, newest first, optionally only those with `status`.
 pub async fn list_sagas(
     db: impl PgExecutor<'_>,
     status: Option<SagaStatus>,
@@ -166,7 +166,7 @@ pub async fn list_sagas(
 ) -> Result<Vec<SagaRow>, sqlx::Error> {
     sqlx::query(&format!(
         "SELECT {COLUMNS} FROM sagas WHERE $1::text IS NULL OR status = $1
-         ORDER BY updated_at DESC LIMIT $2"
+         ORDER BY created_at DESC, id DESC LIMIT $2"
     ))
     .bind(status.map(SagaStatus::as_str))
     .bind(limit)

@@ -46,29 +46,28 @@ pub async fn cancel_step_timers(
     saga: SagaId,
     step: StepSeq,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM timers WHERE saga_id = $1 AND key LIKE $2")
-        .bind(saga.0)
-        .bind(format!("activity/{step}/%"))
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("DELETE FROM activity_heartbeats WHERE saga_id = $1 AND step = $2")
-        .bind(saga.0)
-        .bind(step.0 as i32)
-        .execute(&mut **tx)
-        .await?;
+    // One statement, one round trip.
+    sqlx::query(
+        "WITH disarmed AS (DELETE FROM timers WHERE saga_id = $1 AND key LIKE $2)
+         DELETE FROM activity_heartbeats WHERE saga_id = $1 AND step = $3",
+    )
+    .bind(saga.0)
+    .bind(format!("activity/{step}/%"))
+    .bind(step.0 as i32)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
 /// Disarms every timer of a saga that has ended.
 pub async fn cancel_all_timers(tx: &mut Tx, saga: SagaId) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM timers WHERE saga_id = $1")
-        .bind(saga.0)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("DELETE FROM activity_heartbeats WHERE saga_id = $1")
-        .bind(saga.0)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "WITH disarmed AS (DELETE FROM timers WHERE saga_id = $1)
+         DELETE FROM activity_heartbeats WHERE saga_id = $1",
+    )
+    .bind(saga.0)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

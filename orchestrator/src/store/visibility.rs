@@ -21,10 +21,10 @@ pub struct SagaFilter {
     pub updated_before: Option<DateTime<Utc>>,
 }
 
-/// A position in the list: the `(updated_at, id)` of the last saga of a page.
+/// A position in the list: the `(created_at, id)` of the last saga of a page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SagaCursor {
-    pub updated_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
     pub id: SagaId,
 }
 
@@ -50,7 +50,7 @@ fn bind_filter<'q>(
         .bind(filter.updated_before)
 }
 
-/// Up to `limit` sagas matching `filter`, most recently updated first, after `cursor`.
+/// Up to `limit` sagas matching `filter`, most recently started first, after `cursor`.
 pub async fn search_sagas(
     db: impl PgExecutor<'_>,
     filter: &SagaFilter,
@@ -59,11 +59,11 @@ pub async fn search_sagas(
 ) -> Result<Vec<SagaRow>, sqlx::Error> {
     let sql = format!(
         "SELECT {COLUMNS} FROM sagas WHERE {FILTERS}
-         AND ($8::timestamptz IS NULL OR (updated_at, id) < ($8, $9))
-         ORDER BY updated_at DESC, id DESC LIMIT $10"
+         AND ($8::timestamptz IS NULL OR (created_at, id) < ($8, $9))
+         ORDER BY created_at DESC, id DESC LIMIT $10"
     );
     bind_filter(sqlx::query(&sql), filter)
-        .bind(after.map(|c| c.updated_at))
+        .bind(after.map(|c| c.created_at))
         .bind(after.map(|c| c.id.0))
         .bind(limit)
         .try_map(saga_row)

@@ -47,13 +47,13 @@ enum Command {
         #[command(flatten)]
         connection: Connection,
     },
-    /// List the most recently updated sagas.
+    /// List the most recently started sagas.
     List {
         /// Only sagas with this status: running, completed, failed, stuck, compensated,
         /// compensation_failed, cancelled or terminated.
         #[arg(long)]
         status: Option<SagaStatus>,
-        /// How many sagas to list, most recently updated first.
+        /// How many sagas to list, most recently started first.
         #[arg(long, default_value_t = 20)]
         limit: i64,
         /// Print JSON (one array) instead of text.
