@@ -23,6 +23,10 @@ pub const EVOLVING: &str = "Evolving";
 pub const COLLECT_APPROVALS: &str = "CollectApprovals";
 /// `Versioned`: the demo payment in three builds (see [`Version`]).
 pub const VERSIONED: &str = "Versioned";
+/// `Steps`: validates a payment `steps` times, one step after the other (the bench's long saga).
+pub const STEPS: &str = "Steps";
+/// `Sleep`: sleeps on a durable timer for its input's milliseconds (the bench's waiting saga).
+pub const SLEEP: &str = "Sleep";
 
 /// Which build of `Versioned` a test orchestrator runs (`TEST_SAGA_VERSION`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +64,12 @@ pub struct PaymentAfterPause {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Steps {
+    pub steps: u32,
+    pub payment: PaymentRequest,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OneStep {
     pub activity: String,
     pub input: Value,
@@ -79,6 +89,17 @@ async fn payment_after_pause(
         charge,
     };
     Ok(ctx.activity(SEND_RECEIPT, &receipt).await?)
+}
+
+async fn steps(ctx: SagaContext, input: Steps) -> Result<u32, SagaError> {
+    for _ in 0..input.steps {
+        let _: PaymentValidated = ctx.activity(VALIDATE_PAYMENT_INFO, &input.payment).await?;
+    }
+    Ok(input.steps)
+}
+
+async fn sleep(ctx: SagaContext, pause_ms: u64) -> Result<(), SagaError> {
+    Ok(ctx.sleep(Duration::from_millis(pause_ms)).await?)
 }
 
 async fn one_step(ctx: SagaContext, input: OneStep) -> Result<Value, SagaError> {
@@ -155,5 +176,7 @@ pub fn register(registry: &mut SagaRegistry, buggy: bool, version: Version) {
         .and_then(|r| r.register(EVOLVING, move |ctx, order| evolving(ctx, order, buggy)))
         .and_then(|r| r.register(COLLECT_APPROVALS, collect_approvals))
         .and_then(|r| r.register(VERSIONED, move |ctx, order| versioned(ctx, order, version)))
+        .and_then(|r| r.register(STEPS, steps))
+        .and_then(|r| r.register(SLEEP, sleep))
         .expect("the test saga names are valid");
 }

@@ -9,7 +9,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use sagaflow_amqp::{OutgoingMessage, Publisher};
 use sagaflow_contracts::{headers, SagaFinished, StartSaga};
-use sagaflow_e2e::Deployment;
+use sagaflow_e2e::{payment, test_sagas, Deployment};
 use serde::Serialize;
 use sqlx::PgPool;
 use tokio::sync::oneshot;
@@ -98,21 +98,27 @@ impl Driver {
         })
     }
 
+    /// Publishes `start` (confirmed), asking for its outcome on the reply queue under `reply_id`.
+    async fn publish_start(&self, start: &StartSaga, reply_id: Option<&str>) -> anyhow::Result<()> {
+        let message = OutgoingMessage {
+            routing_key: self.start_queue.clone(),
+            message_id: uuid::Uuid::new_v4().to_string(),
+            message_type: headers::message_type::START_SAGA.to_owned(),
+            body: serde_json::to_vec(start)?,
+            reply_to: reply_id.map(|_| self.reply_queue.clone()),
+            correlation_id: reply_id.map(str::to_owned),
+            ..Default::default()
+        };
+        self.publisher.publish_confirmed(&message).await?;
+        Ok(())
+    }
+
     async fn start_and_wait(&self, start: &StartSaga) -> anyhow::Result<(Duration, bool)> {
         let id = uuid::Uuid::new_v4().to_string();
         let (tx, rx) = oneshot::channel();
         self.waiting.lock().unwrap().insert(id.clone(), tx);
-        let message = OutgoingMessage {
-            routing_key: self.start_queue.clone(),
-            message_id: id.clone(),
-            message_type: headers::message_type::START_SAGA.to_owned(),
-            body: serde_json::to_vec(start)?,
-            reply_to: Some(self.reply_queue.clone()),
-            correlation_id: Some(id.clone()),
-            ..Default::default()
-        };
         let started = Instant::now();
-        self.publisher.publish_confirmed(&message).await?;
+        self.publish_start(start, Some(&id)).await?;
         let finished = tokio::time::timeout(self.timeout, rx)
             .await
             .with_context(|| {
@@ -184,7 +190,81 @@ impl Check {
     }
 }
 
-pub async fn check(db: &PgPool, prefix: &str) -> anyhow::Result<Check> {
+/// The start of saga `key`: ProcessPayment, or the `Steps` saga when `steps` > 0.
+pub fn start(key: &str, steps: u32) -> StartSaga {
+    if steps == 0 {
+        return payment::start(key);
+    }
+    let input = test_sagas::Steps {
+        steps,
+        payment: payment::request(key),
+    };
+    StartSaga {
+        saga_type: test_sagas::STEPS.into(),
+        start_key: Some(key.to_owned()),
+        input: serde_json::to_value(input).expect("a Steps input serializes"),
+    }
+}
+
+/// `count` sagas waiting on a timer, and what they cost the orchestrator.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sleeping {
+    pub sagas: usize,
+    /// From the first start published to the last timer stored.
+    pub seconds: f64,
+    pub orchestrator_rss_mib: Option<f64>,
+    pub orchestrator_peak_rss_mib: Option<f64>,
+}
+
+/// Starts `count` `Sleep` sagas of a day each and waits until all their timers are stored.
+pub async fn start_sleeping(
+    driver: &Driver,
+    db: &PgPool,
+    count: usize,
+    orchestrator: u32,
+) -> anyhow::Result<Sleeping> {
+    const IN_FLIGHT: usize = 256;
+    let day_ms = 24 * 3600 * 1000u64;
+    let started = Instant::now();
+    let published: Vec<anyhow::Result<()>> = futures::stream::iter(0..count)
+        .map(|i| {
+            let start = StartSaga {
+                saga_type: test_sagas::SLEEP.into(),
+                start_key: Some(format!("sleeping-{i}")),
+                input: serde_json::json!(day_ms),
+            };
+            async move { driver.publish_start(&start, None).await }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    published.into_iter().collect::<anyhow::Result<()>>()?;
+    let deadline = started + driver.timeout.max(Duration::from_secs(count as u64 / 50));
+    loop {
+        let timers: i64 = sqlx::query_scalar("SELECT count(*) FROM timers")
+            .fetch_one(db)
+            .await?;
+        if timers as usize >= count {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {timers} of {count} sleeping sagas armed their timer in time"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rss = crate::cpu::rss_mib(orchestrator);
+    Ok(Sleeping {
+        sagas: count,
+        seconds: started.elapsed().as_secs_f64(),
+        orchestrator_rss_mib: rss.map(|r| r.0),
+        orchestrator_peak_rss_mib: rss.map(|r| r.1),
+    })
+}
+
+/// What the database says about the sagas whose start key begins with `prefix`; `charged`:
+/// each must have exactly one charge (ProcessPayment).
+pub async fn check(db: &PgPool, prefix: &str, charged: bool) -> anyhow::Result<Check> {
     let (sagas, completed, not_charged_once): (i64, i64, i64) = sqlx::query_as(
         "SELECT count(*), count(*) FILTER (WHERE status = 'completed'),
                 count(*) FILTER (WHERE charges <> 1)
@@ -200,7 +280,7 @@ pub async fn check(db: &PgPool, prefix: &str) -> anyhow::Result<Check> {
     Ok(Check {
         sagas,
         completed,
-        not_charged_once,
+        not_charged_once: if charged { not_charged_once } else { 0 },
     })
 }
 

@@ -61,6 +61,17 @@ struct Args {
     /// Seconds to wait for one saga's outcome before the run fails.
     #[arg(long, default_value_t = 120)]
     timeout_seconds: u64,
+    /// Orchestrator replicas.
+    #[arg(long, default_value_t = 1)]
+    orchestrators: usize,
+    /// Run the `Steps` saga with this many activities, one after the other (the cost of a long
+    /// saga), instead of ProcessPayment; on the test orchestrator.
+    #[arg(long, default_value_t = 0)]
+    steps: u32,
+    /// Before the runs, start this many `Sleep` sagas waiting on a timer of a day, and report
+    /// the orchestrator's RSS with them; on the test orchestrator.
+    #[arg(long, default_value_t = 0)]
+    sleeping: usize,
 }
 
 #[tokio::main]
@@ -93,7 +104,15 @@ async fn main() -> anyhow::Result<()> {
         ("RUST_LOG", "warn".to_owned()),
     ];
     let tuning: Vec<(&str, &str)> = tuning.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let orchestrator = deployment.spawn(Bin::Orchestrator, &tuning);
+    // The test sagas (Steps, Sleep) live in the test orchestrator, which also has the demo's.
+    let orchestrator_bin = match args.steps > 0 || args.sleeping > 0 {
+        true => Bin::TestOrchestrator,
+        false => Bin::Orchestrator,
+    };
+    let orchestrators: Vec<_> = (0..args.orchestrators.max(1))
+        .map(|_| deployment.spawn(orchestrator_bin, &tuning))
+        .collect();
+    let orchestrator = &orchestrators[0];
     let services: Vec<_> = [Bin::PaymentValidator, Bin::Charger, Bin::ReceiptSender]
         .into_iter()
         .map(|bin| deployment.spawn(bin, &tuning))
@@ -107,7 +126,15 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("the warm-up saga did not complete: {e}"))?;
 
-    let mut groups = vec![("orchestrator".to_owned(), vec![orchestrator.pid()])];
+    let sleeping = match args.sleeping {
+        0 => None,
+        n => Some(load::start_sleeping(&driver, &deployment.db, n, orchestrator.pid()).await?),
+    };
+
+    let mut groups = vec![(
+        "orchestrator".to_owned(),
+        orchestrators.iter().map(|o| o.pid()).collect(),
+    )];
     for service in &services {
         groups.push((service.bin.name().to_owned(), vec![service.pid()]));
     }
@@ -122,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
     let mut runs = Vec::new();
     for (round, &in_flight) in args.concurrency.iter().enumerate() {
         let starts: Vec<_> = (0..args.sagas)
-            .map(|i| payment::start(&format!("bench-{round}-{i}")))
+            .map(|i| load::start(&format!("bench-{round}-{i}"), args.steps))
             .collect();
         let commits_before = load::commits(&deployment.db).await?;
         let before = cpu::Snapshot::take(&groups);
@@ -138,7 +165,8 @@ async fn main() -> anyhow::Result<()> {
         groups[postgres_group].1 = load::postgres_pids(&deployment.db).await?;
         let after = cpu::Snapshot::take(&groups);
         let commits = load::commits_since(&deployment.db, commits_before).await?;
-        let check = load::check(&deployment.db, &format!("bench-{round}-")).await?;
+        let check =
+            load::check(&deployment.db, &format!("bench-{round}-"), args.steps == 0).await?;
         let floor = floors
             .iter()
             .find(|f| f.level == in_flight)
@@ -159,6 +187,9 @@ async fn main() -> anyhow::Result<()> {
         sagas: args.sagas,
         cache_size: args.cache_size,
         preloaded_finished_sagas: args.preload_finished,
+        orchestrators: orchestrators.len(),
+        steps: args.steps,
+        sleeping,
         cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
         messages_per_saga: MESSAGES_PER_SAGA,
         advances_per_saga: ADVANCES_PER_SAGA,
@@ -172,7 +203,7 @@ async fn main() -> anyhow::Result<()> {
     }
     drop(driver);
     drop(services);
-    drop(orchestrator);
+    drop(orchestrators);
     if report.runs.iter().any(|r| !r.check.ok()) {
         anyhow::bail!("some sagas did not complete with exactly one charge (see the report)");
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use sagaflow_e2e::Deployment;
 use serde::Serialize;
 
-use crate::load::{Check, Outcome};
+use crate::load::{Check, Outcome, Sleeping};
 use crate::{floor, ADVANCES_PER_SAGA, MESSAGES_PER_SAGA};
 
 /// The servers alone at one concurrency level.
@@ -156,6 +156,11 @@ pub struct Report {
     pub cache_size: usize,
     /// Finished sagas in the tables before the run (`--preload-finished`).
     pub preloaded_finished_sagas: u64,
+    pub orchestrators: usize,
+    /// Activities per saga of the `Steps` saga; 0: ProcessPayment.
+    pub steps: u32,
+    /// The sleeping sagas started before the runs (`--sleeping`).
+    pub sleeping: Option<Sleeping>,
     pub cpus: usize,
     pub messages_per_saga: f64,
     pub advances_per_saga: f64,
@@ -169,12 +174,25 @@ fn opt(value: Option<f64>, precision: usize) -> String {
 
 impl Report {
     pub fn print_tables(&self) {
+        let saga = match self.steps {
+            0 => "ProcessPayment (3 activities)".to_owned(),
+            n => format!("Steps ({n} activities, one after the other)"),
+        };
         println!(
-            "ProcessPayment (3 activities), {} sagas per run, {} CPUs, saga cache {}, {} finished sagas preloaded",
-            self.sagas, self.cpus, self.cache_size, self.preloaded_finished_sagas
+            "{saga}, {} sagas per run, {} CPUs, {} orchestrator(s), saga cache {}, {} finished sagas preloaded",
+            self.sagas, self.cpus, self.orchestrators, self.cache_size, self.preloaded_finished_sagas
         );
+        if let Some(sleeping) = &self.sleeping {
+            println!(
+                "{} sleeping sagas started and their timers stored in {:.1} s; orchestrator RSS then {} MiB (peak {} MiB)",
+                sleeping.sagas,
+                sleeping.seconds,
+                opt(sleeping.orchestrator_rss_mib, 1),
+                opt(sleeping.orchestrator_peak_rss_mib, 1)
+            );
+        }
         println!();
-        println!("| in flight | sagas/s | p50 ms | p90 ms | p99 ms | max ms | all completed, 1 charge each |");
+        println!("| in flight | sagas/s | p50 ms | p90 ms | p99 ms | max ms | all completed (ProcessPayment: 1 charge each) |");
         println!("|---|---|---|---|---|---|---|");
         for run in &self.runs {
             let l = &run.latency_ms;
