@@ -55,6 +55,7 @@ mod outgoing;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod worker;
+mod worker_metrics;
 
 pub use config::{WorkerArgs, WorkerConfig, DEFAULT_CONNECT_TIMEOUT};
 pub use context::ActivityContext;
