@@ -1,6 +1,8 @@
-//! The engine's counters, taken from what an activation recorded: gathered inside the
-//! transaction (a result's activity is found by its step's `ActivityScheduled` event) and
-//! recorded only once the transaction has committed, so a counter counts committed facts.
+//! The engine's counters, and the `activity.retry` spans, taken from what an activation
+//! recorded: gathered inside the transaction (a result's activity is found by its step's
+//! `ActivityScheduled` event) and recorded only once the transaction has committed, so a
+//! counter counts committed facts and a retry span is emitted once, by the live activation
+//! that decided the retry (never by a replay).
 
 use chrono::{DateTime, Utc};
 use metrics::{counter, histogram};
@@ -19,6 +21,18 @@ pub(crate) struct ActivationMetrics {
     failed: Vec<(String, String)>,
     /// Steps that ended: activity, outcome, seconds since scheduled.
     steps: Vec<(String, &'static str, f64)>,
+    /// Retries decided: an attempt failed and the next one waits for its retry timer.
+    retries: Vec<RetryDecided>,
+}
+
+/// One `ActivityAttemptFailed`: the failed attempt and when the next one is sent.
+struct RetryDecided {
+    activity: String,
+    step: u32,
+    attempt: u32,
+    kind: String,
+    backoff_ms: i64,
+    retry_at: DateTime<Utc>,
 }
 
 impl ActivationMetrics {
@@ -40,10 +54,17 @@ impl ActivationMetrics {
                 gathered.attempts.push((activity.clone(), *attempt));
             }
         }
+        let mut retries = Vec::new();
         let ended: Vec<(i64, Option<&str>, Option<&'static str>)> = events
             .iter()
             .filter_map(|event| match event {
-                SagaEvent::ActivityAttemptFailed { step, error, .. } => {
+                SagaEvent::ActivityAttemptFailed {
+                    step,
+                    error,
+                    attempt,
+                    retry_at,
+                } => {
+                    retries.push((*step, *attempt, error.kind.as_str(), *retry_at));
                     Some((i64::from(step.0), Some(error.kind.as_str()), None))
                 }
                 SagaEvent::ActivityFailed { step, error, .. } => {
@@ -60,6 +81,19 @@ impl ActivationMetrics {
         }
         let steps: Vec<i64> = ended.iter().map(|(step, ..)| *step).collect();
         let scheduled = store::scheduled_steps(&mut **tx, saga, &steps).await?;
+        for (step, attempt, kind, retry_at) in retries {
+            let Some(scheduled) = scheduled.iter().find(|s| s.step == i64::from(step.0)) else {
+                continue;
+            };
+            gathered.retries.push(RetryDecided {
+                activity: scheduled.activity.clone(),
+                step: step.0,
+                attempt,
+                kind: kind.to_owned(),
+                backoff_ms: (retry_at - now).num_milliseconds().max(0),
+                retry_at,
+            });
+        }
         for (step, kind, outcome) in ended {
             let Some(scheduled) = scheduled.iter().find(|s| s.step == step) else {
                 continue;
@@ -81,8 +115,22 @@ impl ActivationMetrics {
         Ok(gathered)
     }
 
-    /// Records the gathered counters (after the commit).
-    pub(crate) fn record(self) {
+    /// Records the gathered counters and emits a retry's span, a child of the current
+    /// (activation's) span (after the commit).
+    pub(crate) fn record(self, saga: SagaId) {
+        for retry in self.retries {
+            let _span = tracing::info_span!(
+                "activity.retry",
+                saga_id = %saga,
+                activity = retry.activity,
+                step = retry.step,
+                attempt = retry.attempt,
+                next_attempt = retry.attempt + 1,
+                error.kind = retry.kind,
+                backoff_ms = retry.backoff_ms,
+                retry_at = %retry.retry_at.to_rfc3339(),
+            );
+        }
         for (activity, attempt) in self.attempts {
             counter!(telemetry::ATTEMPTS, "activity" => activity.clone()).increment(1);
             if attempt > 1 {
