@@ -629,7 +629,8 @@ fn parked_fact(parked: ParkedFact) -> Option<Fact> {
 
 /// The kind of `fact`, as a span attribute.
 /// The `timer.fired` span of a timer's fact: which timer (`timer.kind`: `sleep`, `retry`,
-/// `start_to_close`, `heartbeat`, `schedule_to_close`, `resume`), of which step and attempt.
+/// `start_to_close`, `heartbeat`, `schedule_to_close`, `resume`), of which step and attempt
+/// (the attempt it was armed for: the failed one for a retry, which sends `next_attempt`).
 fn timer_span(saga_id: SagaId, saga_type: &str, fact: &Fact) -> Option<tracing::Span> {
     let (kind, key, attempt) = match fact {
         Fact::TimerFired { key, attempt } => {
@@ -655,12 +656,16 @@ fn timer_span(saga_id: SagaId, saga_type: &str, fact: &Fact) -> Option<tracing::
         timer.key = %key,
         step = tracing::field::Empty,
         attempt = tracing::field::Empty,
+        next_attempt = tracing::field::Empty,
     );
     if let Some(step) = key.step() {
         span.record("step", step.0);
     }
     if let Some(attempt) = attempt.filter(|a| *a > 0) {
         span.record("attempt", attempt);
+        if matches!(key, TimerKey::Retry(_)) {
+            span.record("next_attempt", attempt + 1);
+        }
     }
     Some(span)
 }
