@@ -384,7 +384,9 @@ async fn metrics_go_over_otlp_from_the_orchestrator_and_every_service() {
                 })
                 .map(|p| p.value)
         };
-    let expected: Vec<(&str, &str, Vec<(&str, &str)>, f64)> = vec![
+    // Service, metric, labels, latest value.
+    type Expected<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, f64);
+    let expected: Vec<Expected> = vec![
         (
             "orchestrator",
             "sagaflow_sagas_started_total",
