@@ -239,6 +239,49 @@ async fn sdk_services_count_what_their_handlers_did_on_their_own_metrics_endpoin
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sdk_service_counts_its_running_attempt_and_the_cancel_that_stops_it() {
+    let mut deployment = Deployment::new().await;
+    let _orchestrator = deployment.spawn(Bin::Orchestrator, &[]);
+    let _validator = deployment.spawn(Bin::PaymentValidator, &[]);
+    // The charge never answers on its own: it runs until it is told to stop.
+    let (_charger, charger) = deployment
+        .spawn_with_metrics(Bin::Charger, &[("CHARGER_HANG_RATE", "1")])
+        .await;
+    deployment
+        .publish_start(&payment::start("sdk-metrics-cancel"))
+        .await;
+    let saga = deployment.wait_for_start("sdk-metrics-cancel", END).await;
+    let charge = "activity=\"ChargeCustomer\"";
+    let in_flight = format!("sagaflow_worker_attempts_in_flight{{{charge}}}");
+    scrape_until(&charger, "the charge runs", |m| {
+        sample(m, &in_flight) == Some(1.0)
+    })
+    .await;
+
+    let out = deployment.run_cli(&["cancel", &saga.to_string()]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        deployment.wait_for_end("sdk-metrics-cancel", END).await,
+        "cancelled"
+    );
+    let cancels = format!("sagaflow_worker_cancels_total{{{charge},running=\"true\"}}");
+    let metrics = scrape_until(&charger, "the cancel is counted", |m| {
+        sample(m, &cancels) == Some(1.0) && sample(m, &in_flight) == Some(0.0)
+    })
+    .await;
+    // The handler stopped early, reporting the cancellation as a permanent failure.
+    assert_sample(
+        &metrics,
+        &format!("sagaflow_worker_attempts_total{{{charge},outcome=\"failed_permanent\"}}"),
+        1.0,
+    );
+}
+
 /// Scrapes `/metrics` until `done` holds, and returns that scrape.
 async fn scrape_until(endpoint: &ApiClient, what: &str, done: impl Fn(&str) -> bool) -> String {
     sagaflow_e2e::wait_until(what, END, || async {
