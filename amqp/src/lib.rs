@@ -9,6 +9,7 @@ mod consume;
 mod dead_letter;
 mod headers;
 mod publish;
+mod queue_depth;
 mod topology;
 
 pub use consume::{consume, reply_queue, ConsumeError};
@@ -17,6 +18,7 @@ pub use dead_letter::{
 };
 pub use headers::{check_properties, header, header_text, MAX_HEADER_NESTING};
 pub use publish::{OutgoingMessage, PendingConfirm, PublishError, Publisher};
+pub use queue_depth::watch_queue_depths;
 pub use topology::{
     declare_activity_queue, declare_core, declare_dead_letter_watch, declare_queue, QueueType,
 };

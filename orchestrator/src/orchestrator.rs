@@ -70,13 +70,17 @@ impl OrchestratorError {
     }
 }
 
-fn api_settings(config: &Config) -> crate::api::ApiSettings {
+fn api_settings(
+    config: &Config,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> crate::api::ApiSettings {
     crate::api::ApiSettings {
         database_url: config.database_url.clone(),
         amqp_url: config.amqp_url.clone(),
         token: config.api_token.clone().filter(|t| !t.is_empty()),
         trace_url_template: config.trace_url_template.clone(),
         namespace: config.namespace.clone(),
+        metrics,
     }
 }
 
@@ -103,11 +107,12 @@ impl Orchestrator {
         config: Config,
         shutdown: CancellationToken,
     ) -> Result<(), OrchestratorError> {
+        let metrics = crate::telemetry::install(config.api_addr.is_some());
         let stop_api = CancellationToken::new();
         let api = match config.api_addr {
-            Some(addr) => {
-                Some(crate::api::serve(addr, api_settings(&config), stop_api.clone()).await?)
-            }
+            Some(addr) => Some(
+                crate::api::serve(addr, api_settings(&config, metrics), stop_api.clone()).await?,
+            ),
             None => None,
         };
         let result = self.run_connected(&config, shutdown).await;
@@ -136,6 +141,12 @@ impl Orchestrator {
         // main pool must not starve the relay that makes room for it.
         let relay_pool =
             store::connect_relay_pool(&config.database_url, RELAY_CONNECTIONS, timeouts)?;
+        // Stopped when this returns, however it returns.
+        let stop_gauges = shutdown.child_token();
+        let _stop_gauges = stop_gauges.clone().drop_guard();
+        if let Some(every) = sagaflow_process::otlp_metrics_interval() {
+            tokio::spawn(export_stored_gauges(pool.clone(), every, stop_gauges));
+        }
         let mut connection = self.connect_broker(config, &shutdown, false).await?;
         let mut processor: Option<Arc<Processor>> = None;
         let mut consume_starts = 1;
@@ -298,14 +309,23 @@ impl Orchestrator {
 
         let stop_consuming = CancellationToken::new();
         let mut consumers = JoinSet::new();
-        for (inbound, queue) in [
+        let inbound_queues = [
             (Inbound::Start, topology.start_queue()),
             (Inbound::Results, topology.results_queue()),
             (Inbound::Heartbeats, topology.heartbeats_queue()),
             (Inbound::DeadLetters, topology.dead_letter_watch_queue()),
             (Inbound::Signals, topology.signals_queue()),
             (Inbound::Control, topology.control_queue()),
-        ] {
+        ];
+        let queue_depths = sagaflow_process::metrics_enabled().then(|| {
+            let queues: Vec<String> = inbound_queues.iter().map(|(_, q)| q.clone()).collect();
+            tokio::spawn(watch_consumer_lag(
+                connection.clone(),
+                queues,
+                stop_consuming.clone(),
+            ))
+        });
+        for (inbound, queue) in inbound_queues {
             let channel = connection.create_channel().await?;
             let processor = processor.clone();
             let stop = stop_consuming.clone();
@@ -332,6 +352,9 @@ impl Orchestrator {
         stop_consuming.cancel();
         stop_timers.cancel();
         let _ = timer_claimer.await;
+        if let Some(queue_depths) = queue_depths {
+            let _ = queue_depths.await;
+        }
         while let Some(stopped) = consumers.join_next().await {
             if let Err(error) = flatten(stopped) {
                 failure.get_or_insert(Err(error));
@@ -346,6 +369,39 @@ impl Orchestrator {
         match failure {
             Some(Err(error)) => Err(error),
             _ => Ok(()),
+        }
+    }
+}
+
+/// Sets [`crate::telemetry::CONSUMER_LAG`] of each of `queues` until `stop`.
+async fn watch_consumer_lag(
+    connection: Arc<lapin::Connection>,
+    queues: Vec<String>,
+    stop: CancellationToken,
+) {
+    use crate::telemetry::{CONSUMER_LAG, QUEUE_DEPTH_INTERVAL};
+    sagaflow_amqp::watch_queue_depths(
+        &connection,
+        &queues,
+        QUEUE_DEPTH_INTERVAL,
+        stop,
+        |queue, ready| {
+            metrics::gauge!(CONSUMER_LAG, "queue" => queue.to_owned()).set(f64::from(ready))
+        },
+    )
+    .await
+}
+
+/// Refreshes the gauges of stored state every `every` until `stop`, for the OTLP exporter
+/// (`/metrics` refreshes them at each scrape).
+async fn export_stored_gauges(pool: sqlx::PgPool, every: Duration, stop: CancellationToken) {
+    loop {
+        if let Err(error) = crate::telemetry::record_stored_gauges(&pool).await {
+            tracing::debug!(%error, "cannot read the stored-state gauges");
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
         }
     }
 }

@@ -1,12 +1,16 @@
-//! Metrics: names, labels, and the Prometheus recorder behind `/metrics`.
+//! Metrics: names, labels, and the recorder behind `/metrics` and OTLP.
 //!
 //! Counters and histograms are recorded where things happen, with the `metrics` macros (a
-//! no-op until [`install_prometheus`] runs); gauges that describe stored state (outbox
-//! backlog, timers due) are read from PostgreSQL when `/metrics` is scraped.
+//! no-op until [`install`] runs); gauges that describe stored state (outbox backlog, timers
+//! due, sagas by status) are read from PostgreSQL ([`record_stored_gauges`]) at each scrape of
+//! `/metrics` and, when metrics go over OTLP, at each export interval.
 
-use std::sync::OnceLock;
+use std::collections::HashSet;
+use std::sync::Mutex;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics::gauge;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::PgPool;
 
 // The engine's counters are recorded after each commit (`inbound/saga_metrics.rs`), the
 // dead letters where they are seen.
@@ -31,25 +35,122 @@ pub const CACHE_HITS: &str = "sagaflow_cache_hits_total";
 pub const REPLAYS: &str = "sagaflow_replays_total";
 /// Messages seen on the dead-letter exchange, by `reason_class`.
 pub const DEAD_LETTERS: &str = "sagaflow_dead_letters_total";
+/// Messages ready in a queue this process consumes, not yet delivered, by `queue` (the
+/// broker's count, polled every [`QUEUE_DEPTH_INTERVAL`]).
+pub const CONSUMER_LAG: &str = "sagaflow_consumer_lag_messages";
+/// How often [`CONSUMER_LAG`] is read from the broker.
+pub const QUEUE_DEPTH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Messages in the outbox not yet confirmed by the broker.
+pub const OUTBOX_BACKLOG: &str = "sagaflow_outbox_backlog";
+/// Age in seconds of the oldest outbox row (0 when empty).
+pub const OUTBOX_OLDEST_AGE: &str = "sagaflow_outbox_oldest_age_seconds";
+/// Timers whose time has come and that are not fired yet.
+pub const TIMERS_DUE: &str = "sagaflow_timers_due";
+/// Sagas in the database, by `saga_type` and `status`.
+pub const SAGAS: &str = "sagaflow_sagas";
 
-static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+/// Bucket bounds (seconds) of the step duration histogram.
+const STEP_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
 
-/// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
-pub fn install_prometheus() -> Result<PrometheusHandle, String> {
-    if let Some(handle) = HANDLE.get() {
-        return Ok(handle.clone());
+/// Installs the process's metrics recorder (see `sagaflow_process::install_metrics`): a
+/// Prometheus registry when the HTTP API serves `/metrics`, OTLP when configured. Returns what
+/// renders `/metrics`.
+pub fn install(prometheus: bool) -> Option<PrometheusHandle> {
+    let handle = sagaflow_process::install_metrics(sagaflow_process::MetricsSettings {
+        prometheus,
+        histogram_buckets: &[(STEP_SECONDS, STEP_BUCKETS)],
+    });
+    if sagaflow_process::metrics_enabled() {
+        describe();
     }
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full(STEP_SECONDS.to_owned()),
-            &[
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-            ],
-        )
-        .map_err(|e| e.to_string())?
-        .install_recorder()
-        .map_err(|e| e.to_string())?;
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    handle
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(SAGAS_STARTED, "Sagas started.");
+    describe_counter!(SAGAS_ENDED, "Sagas that ended or stopped for an operator.");
+    describe_counter!(
+        ATTEMPTS,
+        "Activity attempts sent, the first and every retry."
+    );
+    describe_counter!(RETRIES, "Activity attempts after the first.");
+    describe_counter!(
+        ATTEMPTS_FAILED,
+        "Activity attempts that failed or timed out."
+    );
+    describe_histogram!(
+        STEP_SECONDS,
+        Unit::Seconds,
+        "From a step's scheduling to its completion or failure, retries included."
+    );
+    describe_counter!(
+        CACHE_HITS,
+        "Activations that took the live run from the cache."
+    );
+    describe_counter!(
+        REPLAYS,
+        "Activations that replayed the saga from its history."
+    );
+    describe_counter!(DEAD_LETTERS, "Messages seen on the dead-letter exchange.");
+    describe_gauge!(
+        CONSUMER_LAG,
+        "Messages ready in a consumed queue, not yet delivered."
+    );
+    describe_gauge!(
+        OUTBOX_BACKLOG,
+        "Messages in the outbox not yet confirmed by the broker."
+    );
+    describe_gauge!(
+        OUTBOX_OLDEST_AGE,
+        Unit::Seconds,
+        "Age of the oldest outbox row (0 when empty)."
+    );
+    describe_gauge!(
+        TIMERS_DUE,
+        "Timers whose time has come and that are not fired yet."
+    );
+    describe_gauge!(SAGAS, "Sagas in the database, by type and status.");
+}
+
+/// Label sets of [`SAGAS`] set before: one that no longer matches any saga is set to 0, not
+/// left at its last count.
+static SAGA_COUNTS_SEEN: Mutex<Option<HashSet<(String, String)>>> = Mutex::new(None);
+
+/// Reads the gauges of stored state from PostgreSQL and sets them. Every replica reports the
+/// same values (aggregate with `max`, not `sum`).
+pub async fn record_stored_gauges(db: &PgPool) -> Result<(), sqlx::Error> {
+    let (outbox, oldest): (i64, Option<f64>) = sqlx::query_as(
+        "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8 FROM outbox",
+    )
+    .fetch_one(db)
+    .await?;
+    let due: i64 = sqlx::query_scalar("SELECT count(*) FROM timers WHERE fire_at <= now()")
+        .fetch_one(db)
+        .await?;
+    let by_status: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT saga_type, status, count(*) FROM sagas GROUP BY saga_type, status")
+            .fetch_all(db)
+            .await?;
+    gauge!(OUTBOX_BACKLOG).set(outbox as f64);
+    gauge!(OUTBOX_OLDEST_AGE).set(oldest.unwrap_or(0.0));
+    gauge!(TIMERS_DUE).set(due as f64);
+    let mut seen = SAGA_COUNTS_SEEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let seen = seen.get_or_insert_with(HashSet::new);
+    let mut now = HashSet::with_capacity(by_status.len());
+    for (saga_type, status, n) in by_status {
+        gauge!(SAGAS, "saga_type" => saga_type.clone(), "status" => status.clone()).set(n as f64);
+        now.insert((saga_type, status));
+    }
+    for (saga_type, status) in seen.difference(&now) {
+        gauge!(SAGAS, "saga_type" => saga_type.clone(), "status" => status.clone()).set(0.0);
+    }
+    seen.extend(now);
+    Ok(())
 }
 
 /// A small, stable label for why a message was dead-lettered: the broker's reason

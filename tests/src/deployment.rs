@@ -313,6 +313,25 @@ impl Deployment {
         (service, api)
     }
 
+    /// Starts `bin` (an activity service) serving `/metrics` on a free port of 127.0.0.1, plus
+    /// `extra` environment; returns once `/metrics` answers.
+    pub async fn spawn_with_metrics(
+        &mut self,
+        bin: Bin,
+        extra: &[(&str, &str)],
+    ) -> (Service, crate::ApiClient) {
+        let port = crate::free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut env = vec![("SAGAFLOW_METRICS_ADDR", addr.as_str())];
+        env.extend_from_slice(extra);
+        let service = self.spawn(bin, &env);
+        let metrics = crate::ApiClient::new(port, None);
+        metrics
+            .wait_until_answers("/metrics", Duration::from_secs(30))
+            .await;
+        (service, metrics)
+    }
+
     /// Starts the three demo activity services.
     pub fn spawn_activity_services(&mut self) -> Vec<Service> {
         [Bin::PaymentValidator, Bin::Charger, Bin::ReceiptSender]

@@ -97,19 +97,20 @@ impl ApiClient {
 
     /// Waits until `/healthz` answers.
     pub async fn wait_until_up(&self, timeout: Duration) {
-        wait_until(
-            &format!("{}/healthz answers", self.base),
-            timeout,
-            || async {
-                self.http
-                    .get(format!("{}/healthz", self.base))
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(drop)
-            },
-        )
+        self.wait_until_answers("/healthz", timeout).await
+    }
+
+    /// Waits until `path` answers with a success.
+    pub async fn wait_until_answers(&self, path: &str, timeout: Duration) {
+        wait_until(&format!("{}{path} answers", self.base), timeout, || async {
+            self.http
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(drop)
+        })
         .await
     }
 }

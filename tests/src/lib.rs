@@ -17,7 +17,7 @@ mod wait;
 pub use browser::Browser;
 pub use deployment::{payment, DeadLetter, Deployment, Recorded};
 pub use http::{free_port, ApiClient, ApiResponse};
-pub use otlp::{OtlpReceiver, ReceivedSpan};
+pub use otlp::{OtlpReceiver, ReceivedPoint, ReceivedSpan};
 pub use process::{Bin, Service};
 pub use python::{python_example_dir, run_python, venv_python, PythonService};
 pub use raw_activity::{RawActivity, RawCommand};

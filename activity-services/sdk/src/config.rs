@@ -1,6 +1,7 @@
 //! How a worker connects and consumes: [`WorkerConfig`], and [`WorkerArgs`] to read it from the
 //! command line and the environment.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use sagaflow_amqp::QueueType;
@@ -29,6 +30,9 @@ pub struct WorkerConfig {
     pub max_message_bytes: usize,
     /// How long to wait for the broker at start-up.
     pub connect_timeout: Duration,
+    /// Where `GET /metrics` (Prometheus text) is served; none by default. Metrics also go over
+    /// OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, with or without this.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl WorkerConfig {
@@ -47,6 +51,7 @@ impl WorkerConfig {
             queue_type: QueueType::Quorum,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            metrics_addr: None,
         }
     }
 }
@@ -62,6 +67,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("queue_type", &self.queue_type)
             .field("max_message_bytes", &self.max_message_bytes)
             .field("connect_timeout", &self.connect_timeout)
+            .field("metrics_addr", &self.metrics_addr)
             .finish()
     }
 }
@@ -111,6 +117,10 @@ pub struct WorkerArgs {
         value_parser = parse_max_message_bytes
     )]
     pub max_message_bytes: usize,
+
+    /// Where to serve `GET /metrics` (Prometheus text), e.g. 0.0.0.0:9090; off when unset.
+    #[arg(long, env = "SAGAFLOW_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl WorkerArgs {
@@ -120,6 +130,7 @@ impl WorkerArgs {
             concurrency: self.concurrency,
             queue_type: self.queue_type,
             max_message_bytes: self.max_message_bytes,
+            metrics_addr: self.metrics_addr,
             ..WorkerConfig::new(service_name, self.amqp_url, self.topology)
         }
     }
@@ -167,6 +178,8 @@ mod tests {
             "classic",
             "--max-message-bytes",
             "100",
+            "--metrics-addr",
+            "127.0.0.1:9464",
         ])
         .unwrap();
         let config = cli.worker.into_config("svc");
@@ -174,6 +187,7 @@ mod tests {
         assert_eq!(config.concurrency, 4);
         assert_eq!(config.queue_type, QueueType::Classic);
         assert_eq!(config.max_message_bytes, 100);
+        assert_eq!(config.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
     }
 
     #[test]
@@ -183,6 +197,7 @@ mod tests {
             ("--concurrency", "0", "0"),
             ("--queue-type", "fast", "use quorum or classic"),
             ("--max-message-bytes", "0", "at least 1"),
+            ("--metrics-addr", "localhost", "invalid socket address"),
         ] {
             let error = match Cli::try_parse_from(["svc", flag, value]) {
                 Ok(_) => panic!("{flag} {value} was accepted"),

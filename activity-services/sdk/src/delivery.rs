@@ -28,6 +28,19 @@ pub(crate) enum Rejection {
     WrongActivity { expected: String, found: String },
 }
 
+impl Rejection {
+    /// A small, stable label for metrics: why, in a word.
+    pub(crate) fn class(&self) -> &'static str {
+        match self {
+            Rejection::Properties(_) => "bad_properties",
+            Rejection::TooLarge { .. } => "too_large",
+            Rejection::NotJson(_) | Rejection::NotACommand(_) => "malformed",
+            Rejection::UnsupportedWireVersion(_) => "unsupported_wire_version",
+            Rejection::WrongActivity { .. } => "wrong_activity",
+        }
+    }
+}
+
 /// The command in a delivery with `properties` and `body`, taken from the queue of `activity`.
 pub(crate) fn check_delivery(
     properties: &lapin::BasicProperties,

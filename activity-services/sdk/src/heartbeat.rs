@@ -240,7 +240,11 @@ impl Heartbeats {
         );
         let confirmed = async { self.publisher.send(&message).await?.wait().await };
         match tokio::time::timeout(CONFIRM_TIMEOUT, confirmed).await {
-            Ok(Ok(())) => tracing::debug!("heartbeat published"),
+            Ok(Ok(())) => {
+                metrics::counter!(crate::worker_metrics::HEARTBEATS, "activity" => self.heartbeat.activity.clone())
+                    .increment(1);
+                tracing::debug!("heartbeat published")
+            }
             Ok(Err(error)) => tracing::warn!(%error, "a heartbeat was not published"),
             Err(_) => tracing::warn!(
                 timeout = ?CONFIRM_TIMEOUT,

@@ -41,6 +41,11 @@
 //! }
 //! ```
 //!
+//! Metrics per activity (attempts by outcome, handler durations, attempts in flight, dead
+//! letters, heartbeats, cancels, consumer lag) are served as Prometheus text on `GET /metrics`
+//! when [`WorkerConfig::metrics_addr`] is set (`--metrics-addr`, `SAGAFLOW_METRICS_ADDR`), and
+//! exported over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is.
+//!
 //! See `examples/my_activity.rs` for a complete service.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -55,6 +60,7 @@ mod outgoing;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod worker;
+mod worker_metrics;
 
 pub use config::{WorkerArgs, WorkerConfig, DEFAULT_CONNECT_TIMEOUT};
 pub use context::ActivityContext;

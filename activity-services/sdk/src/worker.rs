@@ -113,6 +113,16 @@ pub enum WorkerError {
         #[source]
         source: lapin::Error,
     },
+    /// `/metrics` could not be served on [`WorkerConfig::metrics_addr`]: another process listens
+    /// there, or the address is not this machine's. Fix `SAGAFLOW_METRICS_ADDR`.
+    #[error("cannot serve /metrics on {addr}: {source}. Fix SAGAFLOW_METRICS_ADDR")]
+    Metrics {
+        /// The address configured.
+        addr: std::net::SocketAddr,
+        /// Why it could not be bound.
+        #[source]
+        source: std::io::Error,
+    },
     /// The SIGTERM/SIGINT handlers could not be installed
     /// ([`ActivityWorker::run_until_signalled`]).
     #[error("cannot listen for SIGTERM/SIGINT: {0}")]
@@ -183,6 +193,16 @@ impl ActivityWorker {
     /// see [`WorkerError`].
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
         let activities = checked_activities(self.activities)?;
+        let metrics = crate::worker_metrics::install(self.config.metrics_addr.is_some());
+        // The /metrics server stops when this returns, however it returns.
+        let stop_metrics = CancellationToken::new();
+        let _stop_metrics = stop_metrics.clone().drop_guard();
+        if let (Some(addr), Some(handle)) = (self.config.metrics_addr, metrics) {
+            let (local, _server) = sagaflow_process::serve_metrics(addr, handle, stop_metrics)
+                .await
+                .map_err(|source| WorkerError::Metrics { addr, source })?;
+            tracing::info!(addr = %local, "serving /metrics");
+        }
         let mut attempt = 1;
         // The first connection must succeed (an unreachable broker at start-up is reported at
         // once); after that, a lost connection is waited out with backoff.
@@ -347,8 +367,10 @@ async fn serve(
     let in_flight = InFlightAttempts::new(activities.iter().map(|(name, _)| name.clone()));
     let cancels = declare_cancels_queue(connection, topology).await?;
     let mut consumers = Vec::with_capacity(activities.len());
+    let mut queues = Vec::with_capacity(activities.len());
     for (activity, handler) in activities {
         let queue = topology.activity_queue(&activity);
+        queues.push(queue.clone());
         declare_activity_queue(publisher.channel(), topology, config.queue_type, &activity)
             .await
             .map_err(|source| WorkerError::Declare {
@@ -377,12 +399,18 @@ async fn serve(
     );
     // Cancels are listened to until the last in-flight attempt has finished, shutdown included.
     let attempts_done = CancellationToken::new();
+    let queue_depths = async {
+        if sagaflow_process::metrics_enabled() {
+            watch_consumer_lag(connection, &queues, attempts_done.clone()).await
+        }
+    };
     let commands = async {
         futures::future::join_all(consumers).await;
         attempts_done.cancel();
     };
     futures::join!(
         commands,
+        queue_depths,
         listen_for_cancels(
             cancels,
             in_flight,
@@ -393,6 +421,21 @@ async fn serve(
     );
     let _ = publisher.channel().close(200, "worker stopped").await;
     failure.take()
+}
+
+/// Sets [`crate::worker_metrics::CONSUMER_LAG`] of each of `queues` until `stop`.
+async fn watch_consumer_lag(connection: &Connection, queues: &[String], stop: CancellationToken) {
+    use crate::worker_metrics::{CONSUMER_LAG, QUEUE_DEPTH_INTERVAL};
+    sagaflow_amqp::watch_queue_depths(
+        connection,
+        queues,
+        QUEUE_DEPTH_INTERVAL,
+        stop,
+        |queue, ready| {
+            metrics::gauge!(CONSUMER_LAG, "queue" => queue.to_owned()).set(f64::from(ready))
+        },
+    )
+    .await
 }
 
 /// The worker's own queue of [`ActivityCancel`](sagaflow_contracts::ActivityCancel)s, on a
@@ -509,6 +552,13 @@ async fn listen_for_cancels(
                     Ok(cancel) => {
                         let matched = in_flight.cancel(&cancel);
                         if matched != CancelMatch::NotOurs {
+                            // One of this worker's activities: a bounded label.
+                            metrics::counter!(
+                                crate::worker_metrics::CANCELS,
+                                "activity" => cancel.activity.clone(),
+                                "running" => if matched == CancelMatch::Running { "true" } else { "false" }
+                            )
+                            .increment(1);
                             tracing::info!(
                                 saga_id = %cancel.saga_id,
                                 step = cancel.step.0,
@@ -615,12 +665,13 @@ impl ActivityQueue {
             Ok(command) => command,
             Err(rejection) => {
                 let reason = reason::bounded(&rejection.to_string()).into_owned();
-                if let Some(command) = self.command_from_headers(&delivery) {
+                let told_the_saga = self.command_from_headers(&delivery);
+                if let Some(command) = &told_the_saga {
                     // The saga must learn that this step cannot run, or it would wait forever.
                     let failed = ActivityOutcome::Failed {
                         error: ActivityError::permanent("CommandRejected", reason.clone()),
                     };
-                    let reply = self.reply_message(&command, failed, &delivery);
+                    let reply = self.reply_message(command, failed, &delivery);
                     if let Err(error) = self.publisher.publish_confirmed(&reply).await {
                         return self.return_command(&delivery, error).await;
                     }
@@ -633,8 +684,15 @@ impl ActivityQueue {
                     &reason,
                 )
                 .await;
-                if let Err(error) = moved {
-                    tracing::error!(queue = self.queue, %error, reason, "could not dead-letter a message; it stays unacked until the channel closes");
+                match moved {
+                    Ok(()) => crate::worker_metrics::record_not_run(
+                        &self.activity,
+                        told_the_saga.is_some(),
+                        rejection.class(),
+                    ),
+                    Err(error) => {
+                        tracing::error!(queue = self.queue, %error, reason, "could not dead-letter a message; it stays unacked until the channel closes")
+                    }
                 }
                 return;
             }
@@ -668,12 +726,20 @@ impl ActivityQueue {
         let running = self.in_flight.start(&command);
         let cancellation = running.cancellation().clone();
         let ctx = ActivityContext::running(&command, Arc::clone(&heartbeats), cancellation);
+        let counted = crate::worker_metrics::InFlight::start(&self.activity);
         let outcome = (self.handler)(ctx, input).await;
+        drop(counted);
         // No heartbeat of this attempt after its result, and no cancel of it either.
         heartbeats.stop();
         let cancelled = running.cancellation().token().is_cancelled();
         drop(running);
-        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let elapsed = started.elapsed();
+        let elapsed_ms = elapsed.as_millis() as u64;
+        let label = crate::worker_metrics::outcome(&outcome);
+        metrics::counter!(crate::worker_metrics::ATTEMPTS, "activity" => self.activity.clone(), "outcome" => label)
+            .increment(1);
+        metrics::histogram!(crate::worker_metrics::ATTEMPT_SECONDS, "activity" => self.activity.clone(), "outcome" => label)
+            .record(elapsed.as_secs_f64());
         match &outcome {
             ActivityOutcome::Completed { .. } if cancelled => tracing::info!(
                 elapsed_ms,

@@ -92,7 +92,10 @@ pub(crate) async fn metrics(
     let Some(handle) = &state.metrics else {
         return Err(ApiError::NotFound("metrics are off in this process".into()));
     };
-    let mut text = handle.render();
-    text.push_str(&super::metrics_gauges::render(&state.db).await?);
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
+    // Stored state as of this scrape.
+    crate::telemetry::record_stored_gauges(&state.db).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    ))
 }

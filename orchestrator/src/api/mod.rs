@@ -9,7 +9,6 @@ mod auth;
 mod dead_letters;
 mod error;
 mod health;
-mod metrics_gauges;
 mod openapi;
 mod operations;
 mod sagas;
@@ -43,6 +42,8 @@ pub struct ApiSettings {
     pub trace_url_template: Option<String>,
     /// Where operations (cancel, terminate, retry compensation, signal) are published.
     pub namespace: String,
+    /// Renders `/metrics` (see [`crate::telemetry::install`]); `/metrics` is a 404 without it.
+    pub metrics: Option<PrometheusHandle>,
 }
 
 /// Shared by every handler.
@@ -110,13 +111,6 @@ pub async fn serve(
         .max_connections(2)
         .acquire_timeout(BACKEND_TIMEOUT)
         .connect_lazy_with(options);
-    let metrics = match crate::telemetry::install_prometheus() {
-        Ok(handle) => Some(handle),
-        Err(error) => {
-            tracing::warn!(%error, "no Prometheus recorder; /metrics is off");
-            None
-        }
-    };
     let topology = Topology::new(settings.namespace)?;
     let state = Arc::new(ApiState {
         db,
@@ -124,7 +118,7 @@ pub async fn serve(
         amqp: Mutex::new(None),
         token: settings.token,
         trace_url_template: settings.trace_url_template,
-        metrics,
+        metrics: settings.metrics,
         topology,
     });
     let listener = TcpListener::bind(addr)

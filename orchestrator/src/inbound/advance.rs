@@ -9,7 +9,7 @@ use sagaflow_contracts::{
     SagaStatus,
 };
 use sagaflow_engine::{
-    Activation, Effect, Fact, FactRejected, ReplayError, Replayed, SagaEnd, SagaRun,
+    Activation, Effect, Fact, FactRejected, ReplayError, Replayed, SagaEnd, SagaRun, TimerKey,
 };
 use serde_json::json;
 use tracing::Instrument;
@@ -63,9 +63,29 @@ impl Processor {
         let Some(saga) = store::lock_saga(&mut tx, saga_id).await? else {
             return Ok(Disposition::DeadLetter(format!("no saga {saga_id} exists")));
         };
+        if let Some(timer) = fired_timer {
+            // Another replica may have fired it meanwhile, or a heartbeat moved it: then this
+            // is no activation, and it gets no span.
+            if store::lock_due_timer(&mut tx, timer, now).await?.is_none() {
+                return Ok(Disposition::Ack);
+            }
+        }
         // One span per activation, in the saga's trace (its parent is the saga's start span,
-        // set before the span is entered); a replay emits no spans for old steps.
+        // set before the span is entered); a replay emits no spans for old steps. A timer's
+        // activation is the child of a `timer.fired` span saying which timer it was.
+        let stored_context = |name: &str| {
+            saga.trace_context
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        };
+        let timer_span = fired_timer
+            .and_then(|_| timer_span(saga_id, &saga.saga_type, &fact))
+            .unwrap_or_else(tracing::Span::none);
+        // Parents are set before children are made: a child takes its trace from its parent.
+        sagaflow_process::set_remote_parent(&timer_span, stored_context);
         let span = tracing::info_span!(
+            parent: timer_span.id().or_else(|| tracing::Span::current().id()),
             "advance",
             %saga_id,
             saga_type = %saga.saga_type,
@@ -87,14 +107,12 @@ impl Processor {
                 span.record("activity", activity.as_str());
             }
         }
-        sagaflow_process::set_remote_parent(&span, |name| {
-            saga.trace_context
-                .iter()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.clone())
-        });
+        if timer_span.is_none() {
+            sagaflow_process::set_remote_parent(&span, stored_context);
+        }
         self.advance_locked(tx, saga, fact, fired_timer, now)
             .instrument(span)
+            .instrument(timer_span)
             .await
     }
 
@@ -107,12 +125,6 @@ impl Processor {
         now: DateTime<Utc>,
     ) -> Result<Disposition, ProcessError> {
         let saga_id = saga.id;
-        if let Some(timer) = fired_timer {
-            // Another replica may have fired it meanwhile, or a heartbeat moved it.
-            if store::lock_due_timer(&mut tx, timer, now).await?.is_none() {
-                return Ok(Disposition::Ack);
-            }
-        }
         let resume = matches!(fact, Fact::Resumed);
         match saga.status {
             status if status.is_final() => {
@@ -363,7 +375,7 @@ impl Processor {
         )
         .await?;
         tx.commit().await?;
-        counted.record();
+        counted.record(saga);
         if status != position.status {
             record_saga_status(&position.saga_type, status);
         }
@@ -614,6 +626,48 @@ fn parked_fact(parked: ParkedFact) -> Option<Fact> {
 }
 
 /// The kind of `fact`, as a span attribute.
+/// The `timer.fired` span of a timer's fact: which timer (`timer.kind`: `sleep`, `retry`,
+/// `start_to_close`, `heartbeat`, `schedule_to_close`, `resume`), of which step and attempt
+/// (the attempt it was armed for: the failed one for a retry, which sends `next_attempt`).
+fn timer_span(saga_id: SagaId, saga_type: &str, fact: &Fact) -> Option<tracing::Span> {
+    let (kind, key, attempt) = match fact {
+        Fact::TimerFired { key, attempt } => {
+            let kind = match key {
+                TimerKey::Sleep(_) => "sleep",
+                TimerKey::Retry(_) => "retry",
+                TimerKey::StartToClose(_) => "start_to_close",
+                TimerKey::Heartbeat(_) => "heartbeat",
+                TimerKey::ScheduleToClose(_) => "schedule_to_close",
+                TimerKey::Resume => "resume",
+            };
+            (kind, *key, Some(*attempt))
+        }
+        Fact::Resumed => ("resume", TimerKey::Resume, None),
+        _ => return None,
+    };
+    let span = tracing::info_span!(
+        parent: None,
+        "timer.fired",
+        %saga_id,
+        saga_type,
+        timer.kind = kind,
+        timer.key = %key,
+        step = tracing::field::Empty,
+        attempt = tracing::field::Empty,
+        next_attempt = tracing::field::Empty,
+    );
+    if let Some(step) = key.step() {
+        span.record("step", step.0);
+    }
+    if let Some(attempt) = attempt.filter(|a| *a > 0) {
+        span.record("attempt", attempt);
+        if matches!(key, TimerKey::Retry(_)) {
+            span.record("next_attempt", attempt + 1);
+        }
+    }
+    Some(span)
+}
+
 fn fact_kind(fact: &Fact) -> &'static str {
     match fact {
         Fact::ActivityResult { .. } => "activity_result",

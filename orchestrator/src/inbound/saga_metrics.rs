@@ -1,10 +1,11 @@
-//! The engine's counters, taken from what an activation recorded (a result's activity and
-//! scheduling time come from the live run) and recorded only once the transaction has
-//! committed, so a counter counts committed facts.
+//! The engine's counters, and the `activity.retry` spans, taken from what an activation
+//! recorded (a result's activity and scheduling time come from the live run) and recorded only
+//! once the transaction has committed, so a counter counts committed facts and a retry span is
+//! emitted once, by the live activation that decided the retry (never by a replay).
 
 use chrono::{DateTime, Utc};
 use metrics::{counter, histogram};
-use sagaflow_contracts::{SagaEvent, SagaStatus};
+use sagaflow_contracts::{SagaEvent, SagaId, SagaStatus};
 use sagaflow_engine::{Effect, SagaRun};
 
 use crate::telemetry;
@@ -18,6 +19,18 @@ pub(crate) struct ActivationMetrics {
     failed: Vec<(String, String)>,
     /// Steps that ended: activity, outcome, seconds since scheduled.
     steps: Vec<(String, &'static str, f64)>,
+    /// Retries decided: an attempt failed and the next one waits for its retry timer.
+    retries: Vec<RetryDecided>,
+}
+
+/// One `ActivityAttemptFailed`: the failed attempt and when the next one is sent.
+struct RetryDecided {
+    activity: String,
+    step: u32,
+    attempt: u32,
+    kind: String,
+    backoff_ms: i64,
+    retry_at: DateTime<Utc>,
 }
 
 impl ActivationMetrics {
@@ -43,7 +56,22 @@ impl ActivationMetrics {
         };
         for event in events {
             let (step, kind, outcome) = match event {
-                SagaEvent::ActivityAttemptFailed { step, error, .. } => {
+                SagaEvent::ActivityAttemptFailed {
+                    step,
+                    error,
+                    attempt,
+                    retry_at,
+                } => {
+                    if let Some((activity, _)) = run.scheduled(*step) {
+                        gathered.retries.push(RetryDecided {
+                            activity,
+                            step: step.0,
+                            attempt: *attempt,
+                            kind: error.kind.as_str().to_owned(),
+                            backoff_ms: (*retry_at - now).num_milliseconds().max(0),
+                            retry_at: *retry_at,
+                        });
+                    }
                     (*step, Some(error.kind.as_str()), None)
                 }
                 SagaEvent::ActivityFailed { step, error, .. } => {
@@ -68,8 +96,22 @@ impl ActivationMetrics {
         gathered
     }
 
-    /// Records the gathered counters (after the commit).
-    pub(crate) fn record(self) {
+    /// Records the gathered counters and emits a retry's span, a child of the current
+    /// (activation's) span (after the commit).
+    pub(crate) fn record(self, saga: SagaId) {
+        for retry in self.retries {
+            let _span = tracing::info_span!(
+                "activity.retry",
+                saga_id = %saga,
+                activity = retry.activity,
+                step = retry.step,
+                attempt = retry.attempt,
+                next_attempt = retry.attempt + 1,
+                error.kind = retry.kind,
+                backoff_ms = retry.backoff_ms,
+                retry_at = %retry.retry_at.to_rfc3339(),
+            );
+        }
         for (activity, attempt) in self.attempts {
             counter!(telemetry::ATTEMPTS, "activity" => activity.clone()).increment(1);
             if attempt > 1 {
