@@ -546,6 +546,24 @@ impl Deployment {
         letters
     }
 
+    /// Messages waiting on the dead-letter queue now.
+    pub async fn dead_letter_count(&self) -> u32 {
+        let channel = self.amqp.create_channel().await.unwrap();
+        let queue = channel
+            .queue_declare(
+                &self.topology.dead_letter_queue(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("the dead-letter queue exists");
+        let _ = channel.close(200, "counted").await;
+        queue.message_count()
+    }
+
     /// Where the processes of this deployment log.
     pub fn log_dir(&self) -> &std::path::Path {
         &self.log_dir

@@ -4,6 +4,7 @@
 //! The binaries must be built first, with crash points compiled in:
 //! `cargo build --workspace --all-features --bins` (`scripts/test` does it).
 
+mod assertions;
 mod browser;
 mod deployment;
 mod http;
