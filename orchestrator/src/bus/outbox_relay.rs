@@ -46,6 +46,9 @@ pub struct OutboxRelay {
     pub confirm_timeout: Duration,
     /// Failed publishes after which a row is parked.
     pub max_attempts: i32,
+    /// How long a batch may wait on PostgreSQL, its confirms apart (see
+    /// [`DatabaseTimeouts::work`](crate::store::DatabaseTimeouts::work)).
+    pub work_timeout: Duration,
 }
 
 /// The relay stopped: its broker connection failed.
@@ -55,6 +58,10 @@ pub enum RelayError {
     Database(#[from] sqlx::Error),
     #[error("outbox relay: broker: {0}")]
     Broker(#[from] lapin::Error),
+    /// A batch did not finish within the work and confirm deadlines: PostgreSQL went silent.
+    /// Its rows are claimed again when their lease ends.
+    #[error("outbox relay: a batch did not finish within {0:?}")]
+    TimedOut(Duration),
 }
 
 /// The longest pause before a failed row is tried again.
@@ -73,10 +80,10 @@ impl OutboxRelay {
         let mut declared = HashSet::new();
         loop {
             loop {
-                match self.relay_batch(&mut declared).await {
+                match self.relay_batch_within_deadline(&mut declared).await {
                     Ok(n) if n == self.batch_size as usize => continue,
                     Ok(_) => break,
-                    Err(RelayError::Database(error)) => {
+                    Err(error @ (RelayError::Database(_) | RelayError::TimedOut(_))) => {
                         tracing::warn!(%error, "outbox relay: waiting for PostgreSQL");
                         break;
                     }
@@ -89,13 +96,25 @@ impl OutboxRelay {
                 _ = tokio::time::sleep(self.poll_interval) => {}
             }
         }
-        match self.relay_batch(&mut declared).await {
-            Err(RelayError::Database(error)) => {
+        match self.relay_batch_within_deadline(&mut declared).await {
+            Err(error @ (RelayError::Database(_) | RelayError::TimedOut(_))) => {
                 tracing::warn!(%error, "outbox relay: rows left for the next relay");
                 Ok(())
             }
             other => other.map(|_| ()),
         }
+    }
+
+    /// [`OutboxRelay::relay_batch`] within the work and confirm deadlines: a database that went
+    /// silent must not stop the relay for good.
+    async fn relay_batch_within_deadline(
+        &mut self,
+        declared: &mut HashSet<String>,
+    ) -> Result<usize, RelayError> {
+        let deadline = self.work_timeout + self.confirm_timeout;
+        tokio::time::timeout(deadline, self.relay_batch(declared))
+            .await
+            .unwrap_or(Err(RelayError::TimedOut(deadline)))
     }
 
     /// Publishes one batch; returns how many rows it claimed.
