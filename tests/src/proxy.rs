@@ -39,6 +39,8 @@ pub struct Proxy {
     fault: watch::Sender<Fault>,
     /// Bumped by [`Proxy::cut`]: every connection open at that moment is reset.
     cuts: watch::Sender<u64>,
+    /// Bumped by [`Proxy::stall_open`]: every connection open at that moment goes silent.
+    stalls: watch::Sender<u64>,
     counters: Arc<Counters>,
     accept: JoinHandle<()>,
 }
@@ -58,12 +60,14 @@ impl Proxy {
         let addr = listener.local_addr().expect("the listener has an address");
         let (fault, fault_rx) = watch::channel(Fault::Pass);
         let (cuts, cuts_rx) = watch::channel(0);
+        let (stalls, stalls_rx) = watch::channel(0);
         let counters = Arc::new(Counters::default());
         let accept = tokio::spawn(accept_loop(
             listener,
             upstream,
             fault_rx,
             cuts_rx,
+            stalls_rx,
             counters.clone(),
         ));
         Proxy {
@@ -71,6 +75,7 @@ impl Proxy {
             upstream,
             fault,
             cuts,
+            stalls,
             counters,
             accept,
         }
@@ -107,6 +112,20 @@ impl Proxy {
         self.cuts.send_modify(|generation| *generation += 1);
     }
 
+    /// Every connection open now goes silent for good: nothing more is forwarded on it in either
+    /// direction and it is never closed (until [`Proxy::cut`]), while new connections pass. What
+    /// a failover behind a moved address, or a firewall that lost its connection table, does to
+    /// the connections of the moment: only a client's own deadlines notice.
+    pub fn stall_open(&self) {
+        log_fault(&format!(
+            "proxy {} -> {}: stall {} connections",
+            self.addr,
+            self.upstream,
+            self.open_connections()
+        ));
+        self.stalls.send_modify(|generation| *generation += 1);
+    }
+
     /// Connections accepted since the start.
     pub fn accepted(&self) -> u64 {
         self.counters.accepted.load(Ordering::Relaxed)
@@ -137,6 +156,7 @@ async fn accept_loop(
     upstream: SocketAddr,
     fault: watch::Receiver<Fault>,
     cuts: watch::Receiver<u64>,
+    stalls: watch::Receiver<u64>,
     counters: Arc<Counters>,
 ) {
     loop {
@@ -149,14 +169,17 @@ async fn accept_loop(
             }
         };
         counters.accepted.fetch_add(1, Ordering::Relaxed);
+        // A connection accepted now is not touched by a cut or a stall made before it.
         let mut cuts = cuts.clone();
-        // A connection accepted now is not reset by a cut made before it.
         cuts.mark_unchanged();
+        let mut stalls = stalls.clone();
+        stalls.mark_unchanged();
         tokio::spawn(serve(
             client,
             upstream,
             fault.clone(),
             cuts,
+            stalls,
             counters.clone(),
         ));
     }
@@ -168,6 +191,7 @@ async fn serve(
     upstream: SocketAddr,
     mut fault: watch::Receiver<Fault>,
     mut cuts: watch::Receiver<u64>,
+    mut stalls: watch::Receiver<u64>,
     counters: Arc<Counters>,
 ) {
     counters.open.fetch_add(1, Ordering::Relaxed);
@@ -201,6 +225,11 @@ async fn serve(
         tokio::select! {
             _ = both => false,
             _ = cuts.changed() => true,
+            // Stop forwarding and keep both sockets open: silence until a cut.
+            _ = stalls.changed() => {
+                let _ = cuts.changed().await;
+                true
+            }
         }
     };
     if cut {
@@ -345,5 +374,27 @@ mod tests {
         let mut again = TcpStream::connect(proxy.addr()).await.unwrap();
         assert_eq!(round_trip(&mut again, b"new").await.unwrap(), b"new");
         assert_eq!(proxy.accepted(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_stall_silences_open_connections_only() {
+        let proxy = Proxy::start(echo_server().await).await;
+        let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
+        round_trip(&mut stream, b"up").await.unwrap();
+        proxy.stall_open();
+        let silent =
+            tokio::time::timeout(Duration::from_millis(300), round_trip(&mut stream, b"lost"));
+        assert!(
+            silent.await.is_err(),
+            "a stalled connection carries nothing"
+        );
+        let mut again = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut again, b"new").await.unwrap(), b"new");
+        proxy.cut();
+        let mut buffer = [0; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+            .await
+            .expect("a cut ends a stalled connection");
+        assert!(matches!(read, Err(_) | Ok(0)), "{read:?}");
     }
 }

@@ -33,6 +33,7 @@ fn short_deadlines(deployment: &mut Deployment) {
         ("SAGAFLOW_DB_ACQUIRE_TIMEOUT_SECS", "5"),
         ("SAGAFLOW_DB_STATEMENT_TIMEOUT_SECS", "5"),
         ("SAGAFLOW_DB_IDLE_IN_TRANSACTION_TIMEOUT_SECS", "5"),
+        ("SAGAFLOW_DB_WORK_TIMEOUT_SECS", "8"),
         ("SAGAFLOW_RETRY_INITIAL_MS", "200"),
         ("SAGAFLOW_RETRY_MAX_INTERVAL_MS", "2000"),
         ("SAGAFLOW_RETRY_MAX_ATTEMPTS", "0"),
@@ -151,6 +152,34 @@ async fn sagas_finish_once_when_postgresql_connections_are_cut_and_delayed() {
     };
     let (keys, ()) = tokio::join!(
         deployment.publish_payments_over_time("postgres-faults", SAGAS, BATCH, PACE),
+        faults
+    );
+
+    deployment
+        .assert_payments_completed_once(&keys, RECOVERY)
+        .await;
+    assert_none_exited(&mut running);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sagas_finish_once_when_open_postgresql_connections_go_silent() {
+    let mut deployment = Deployment::new().await;
+    let proxies = deployment.route_through_proxies().await;
+    short_deadlines(&mut deployment);
+    let mut running = spawn_all(&mut deployment);
+    let postgres = &proxies.postgres;
+
+    let faults = async {
+        let mut done = deployment.wait_for_completions(0, PROGRESS, RECOVERY).await;
+        for _ in 0..2 {
+            postgres.stall_open();
+            done = deployment
+                .wait_for_completions(done, PROGRESS, RECOVERY)
+                .await;
+        }
+    };
+    let (keys, ()) = tokio::join!(
+        deployment.publish_payments_over_time("postgres-silent", SAGAS, BATCH, PACE),
         faults
     );
 
