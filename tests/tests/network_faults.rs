@@ -283,12 +283,13 @@ async fn chaos_sagas_finish_once_when_every_process_is_killed_at_random_during_n
         // within the next three seconds, while the fault lasts.
         let mut moments: Vec<(Duration, usize)> = {
             let mut rng = rand::thread_rng();
-            (0..supervised.slots.len())
-                .filter_map(|index| {
-                    (round == 0 || rng.gen_bool(0.5))
-                        .then(|| (Duration::from_millis(rng.gen_range(0..3_000)), index))
-                })
-                .collect()
+            let mut moments = Vec::new();
+            for index in 0..supervised.slots.len() {
+                if round == 0 || rng.gen_bool(0.5) {
+                    moments.push((Duration::from_millis(rng.gen_range(0..3_000)), index));
+                }
+            }
+            moments
         };
         moments.sort();
         for (at, index) in moments {
