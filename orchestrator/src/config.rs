@@ -139,6 +139,13 @@ pub struct Config {
     #[arg(long, env = "SAGAFLOW_DB_ACQUIRE_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub db_acquire_timeout_secs: u64,
 
+    /// How long this process waits on PostgreSQL for one unit of work (a message's transaction,
+    /// an outbox or timer batch), in seconds; then the work is abandoned, its connection closed,
+    /// and the message goes back to the queue. Notices a server that went silent, which the
+    /// server's own timeouts cannot.
+    #[arg(long, env = "SAGAFLOW_DB_WORK_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub db_work_timeout_secs: u64,
+
     /// Where the HTTP API, the web UI, `/healthz`, `/readyz` and `/metrics` listen, e.g.
     /// `127.0.0.1:8080`. Unset: no HTTP server.
     #[arg(long, env = "SAGAFLOW_API_ADDR")]
@@ -184,6 +191,7 @@ impl Config {
             statement: Duration::from_secs(self.db_statement_timeout_secs),
             idle_in_transaction: Duration::from_secs(self.db_idle_in_transaction_timeout_secs),
             acquire: Duration::from_secs(self.db_acquire_timeout_secs),
+            work: Duration::from_secs(self.db_work_timeout_secs),
         }
     }
 

@@ -279,6 +279,7 @@ impl Orchestrator {
                     unknown_saga_type_grace: std::time::Duration::from_secs(
                         config.unknown_saga_type_grace_secs,
                     ),
+                    work_timeout: config.database_timeouts().work,
                 });
                 *processor_slot = Some(processor.clone());
                 processor
@@ -295,6 +296,7 @@ impl Orchestrator {
             confirm_timeout: config.confirm_timeout(),
             lease: config.outbox_lease(),
             max_attempts: config.outbox_max_attempts,
+            work_timeout: config.database_timeouts().work,
             connection: connection.clone(),
         };
         let stop_relay = CancellationToken::new();
@@ -439,12 +441,19 @@ async fn claim_timers(
     while !shutdown.is_cancelled() {
         let wait = match fire_due_timers(&processor, TIMER_BATCH).await {
             Ok(due) if due as i64 == TIMER_BATCH => continue,
-            Ok(_) => match store::next_fire_at(&processor.pool).await {
-                Ok(Some(next)) => (next - chrono::Utc::now())
+            Ok(_) => match processor
+                .within_deadline(store::next_fire_at(&processor.pool))
+                .await
+            {
+                Ok(Ok(Some(next))) => (next - chrono::Utc::now())
                     .to_std()
                     .unwrap_or_default()
                     .min(poll),
-                Ok(None) => poll,
+                Ok(Ok(None)) => poll,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "cannot read the next timer; polling");
+                    poll
+                }
                 Err(error) => {
                     tracing::warn!(%error, "cannot read the next timer; polling");
                     poll

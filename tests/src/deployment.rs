@@ -1,3 +1,4 @@
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use sagaflow_amqp::{declare_core, OutgoingMessage, Publisher, QueueType};
 use sagaflow_contracts::{headers, payments, travel, StartSaga, Topology};
 use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::{wait_until, Bin, RawActivity, Service};
+use crate::{wait_until, Bin, Proxy, RawActivity, Service};
 
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -34,6 +35,16 @@ pub struct Deployment {
     extra_env: Vec<(String, String)>,
     /// Activity queues declared by raw activity services, deleted with the deployment.
     raw_queues: Vec<String>,
+    /// The servers as the processes reach them, when not directly (see
+    /// [`Deployment::route_through_proxies`]).
+    process_urls: Option<(String, String)>,
+}
+
+/// The proxies between a deployment's processes and its servers, from
+/// [`Deployment::route_through_proxies`]. Keep them until the processes are gone.
+pub struct ServerProxies {
+    pub postgres: Proxy,
+    pub rabbitmq: Proxy,
 }
 
 /// One event of a saga's history as stored.
@@ -56,11 +67,21 @@ pub struct DeadLetter {
 }
 
 impl Deployment {
+    /// A deployment on the servers at `DATABASE_URL` and `AMQP_URL` (the shared ones).
     pub async fn new() -> Deployment {
-        let id = uuid::Uuid::new_v4().simple().to_string();
         let admin_database_url =
             std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
         let amqp_url = std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into());
+        Deployment::on_servers(&admin_database_url, &amqp_url).await
+    }
+
+    /// A deployment on the PostgreSQL server of `admin_database_url` (a database on it that
+    /// may create databases) and the RabbitMQ broker at `amqp_url`, e.g. a
+    /// [`LocalPostgres`](crate::LocalPostgres) of the test's own.
+    pub async fn on_servers(admin_database_url: &str, amqp_url: &str) -> Deployment {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let admin_database_url = admin_database_url.to_owned();
+        let amqp_url = amqp_url.to_owned();
         let database = format!("sagaflow_e2e_{id}");
         let mut admin = PgConnection::connect(&admin_database_url)
             .await
@@ -117,7 +138,22 @@ impl Deployment {
             spawned: 0,
             extra_env: Vec::new(),
             raw_queues: Vec::new(),
+            process_urls: None,
         }
+    }
+
+    /// Puts a TCP proxy between every process started from now on (the CLI too) and each
+    /// server: their `DATABASE_URL` and `AMQP_URL` name the proxies, while the test's own
+    /// connections ([`Deployment::db`], publishing, dead letters) stay direct, so that the
+    /// test can check and drive the system through the faults it makes.
+    pub async fn route_through_proxies(&mut self) -> ServerProxies {
+        let postgres = Proxy::start(server_address(&self.database_url, 5432).await).await;
+        let rabbitmq = Proxy::start(server_address(&self.amqp_url, 5672).await).await;
+        self.process_urls = Some((
+            with_address(&self.database_url, postgres.addr()),
+            with_address(&self.amqp_url, rabbitmq.addr()),
+        ));
+        ServerProxies { postgres, rabbitmq }
     }
 
     /// An activity service for `activity` that the test drives by hand (see [`RawActivity`]).
@@ -261,9 +297,13 @@ impl Deployment {
 
     /// The environment every process of this deployment runs with.
     pub fn env(&self) -> Vec<(String, String)> {
+        let (database_url, amqp_url) = self
+            .process_urls
+            .clone()
+            .unwrap_or_else(|| (self.database_url.clone(), self.amqp_url.clone()));
         vec![
-            ("DATABASE_URL".into(), self.database_url.clone()),
-            ("AMQP_URL".into(), self.amqp_url.clone()),
+            ("DATABASE_URL".into(), database_url),
+            ("AMQP_URL".into(), amqp_url),
             ("SAGAFLOW_NAMESPACE".into(), self.namespace.clone()),
             ("RUST_LOG".into(), "info,sqlx=warn".into()),
             ("RUST_BACKTRACE".into(), "1".into()),
@@ -525,6 +565,24 @@ impl Deployment {
         letters
     }
 
+    /// Messages waiting on the dead-letter queue now.
+    pub async fn dead_letter_count(&self) -> u32 {
+        let channel = self.amqp.create_channel().await.unwrap();
+        let queue = channel
+            .queue_declare(
+                &self.topology.dead_letter_queue(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("the dead-letter queue exists");
+        let _ = channel.close(200, "counted").await;
+        queue.message_count()
+    }
+
     /// Where the processes of this deployment log.
     pub fn log_dir(&self) -> &std::path::Path {
         &self.log_dir
@@ -624,6 +682,30 @@ fn with_database(url: &str, database: &str) -> String {
     out
 }
 
+/// The address of the server `url` names (`default_port` if it names none).
+async fn server_address(url: &str, default_port: u16) -> SocketAddr {
+    let parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("{url} is not a URL: {e}"));
+    let host = parsed.host_str().unwrap_or("127.0.0.1").to_owned();
+    let port = parsed.port().unwrap_or(default_port);
+    tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .unwrap_or_else(|| panic!("{host}:{port} does not resolve"))
+}
+
+/// `url` with its host and port replaced by `address`.
+fn with_address(url: &str, address: SocketAddr) -> String {
+    let mut parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("{url} is not a URL: {e}"));
+    parsed
+        .set_ip_host(address.ip())
+        .expect("the URL can have a host");
+    parsed
+        .set_port(Some(address.port()))
+        .expect("the URL can have a port");
+    parsed.into()
+}
+
 /// Inputs for the demo `ProcessPayment` saga.
 pub mod payment {
     use sagaflow_contracts::payments::{PaymentRequest, PROCESS_PAYMENT};
@@ -665,6 +747,19 @@ mod tests {
         assert_eq!(
             super::with_database("postgres://u@h", "x"),
             "postgres://u@h/x"
+        );
+    }
+
+    #[test]
+    fn the_address_is_swapped_in_the_url() {
+        let proxy = "127.0.0.1:40001".parse().unwrap();
+        assert_eq!(
+            super::with_address("amqp://guest:guest@localhost:5672/%2f", proxy),
+            "amqp://guest:guest@127.0.0.1:40001/%2f"
+        );
+        assert_eq!(
+            super::with_address("postgres://postgres@127.0.0.1/db?sslmode=disable", proxy),
+            "postgres://postgres@127.0.0.1:40001/db?sslmode=disable"
         );
     }
 }

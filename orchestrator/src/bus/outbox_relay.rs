@@ -57,7 +57,7 @@ impl CommittedOutbox {
 
 /// Publishes committed outbox rows with publisher confirms, then deletes them.
 ///
-/// **The commit's own rows go at once.** A commit writes its rows already claimed (a lease) and
+/// **The commit's own rows go at once.** A commit writes its rows reserved for this process and
 /// hands them to this process's relay ([`CommittedOutbox`]): no transaction and no database round
 /// trip stand between the commit and the publish. The delete afterwards runs with
 /// `synchronous_commit = off` (see `store::connect_relay_pool`): losing it in a crash only means
@@ -96,6 +96,9 @@ pub struct OutboxRelay {
     pub lease: Duration,
     /// Failed publishes after which a row is parked.
     pub max_attempts: i32,
+    /// How long a batch may wait on PostgreSQL, its confirms apart (see
+    /// [`DatabaseTimeouts::work`](crate::store::DatabaseTimeouts::work)).
+    pub work_timeout: Duration,
 }
 
 /// The relay stopped: its broker connection failed.
@@ -105,6 +108,10 @@ pub enum RelayError {
     Database(#[from] sqlx::Error),
     #[error("outbox relay: broker: {0}")]
     Broker(#[from] lapin::Error),
+    /// A batch did not finish within the work and confirm deadlines: PostgreSQL went silent.
+    /// Its rows are claimed again when their lease ends.
+    #[error("outbox relay: a batch did not finish within {0:?}")]
+    TimedOut(Duration),
 }
 
 /// The longest pause before a failed row is tried again.
@@ -167,14 +174,12 @@ impl OutboxRelay {
     /// wait for the next poll.
     async fn relay_claimed(&mut self, declared: &mut HashSet<String>) -> Result<(), RelayError> {
         loop {
-            let claimed =
-                match store::claim_outbox_batch(&self.pool, self.batch_size, self.lease).await {
-                    Ok(rows) => rows,
-                    Err(error) => {
-                        tracing::warn!(%error, "outbox relay: waiting for PostgreSQL");
-                        return Ok(());
-                    }
-                };
+            let claiming = store::claim_outbox_batch(&self.pool, self.batch_size, self.lease);
+            let claimed = match tokio::time::timeout(self.work_timeout, claiming).await {
+                Ok(Ok(rows)) => rows,
+                Ok(Err(error)) => return database_later(error.into()),
+                Err(_) => return database_later(RelayError::TimedOut(self.work_timeout)),
+            };
             let full = claimed.len() == self.batch_size as usize;
             self.relay_rows(claimed, declared)
                 .await
@@ -185,8 +190,21 @@ impl OutboxRelay {
         }
     }
 
-    /// Publishes `rows` (claimed by this relay) and deletes those the broker took.
+    /// [`OutboxRelay::publish_rows`] within the work and confirm deadlines: a database that went
+    /// silent must not stop the relay for good (the rows keep their lease and come back).
     async fn relay_rows(
+        &mut self,
+        rows: Vec<OutboxRow>,
+        declared: &mut HashSet<String>,
+    ) -> Result<(), RelayError> {
+        let deadline = self.work_timeout + self.confirm_timeout;
+        tokio::time::timeout(deadline, self.publish_rows(rows, declared))
+            .await
+            .unwrap_or(Err(RelayError::TimedOut(deadline)))
+    }
+
+    /// Publishes `rows` (claimed by this relay) and deletes those the broker took.
+    async fn publish_rows(
         &mut self,
         rows: Vec<OutboxRow>,
         declared: &mut HashSet<String>,
@@ -336,7 +354,7 @@ impl OutboxRelay {
 /// until their lease ends, and the next poll takes them. A broker failure ends the relay.
 fn database_later(error: RelayError) -> Result<(), RelayError> {
     match error {
-        RelayError::Database(error) => {
+        error @ (RelayError::Database(_) | RelayError::TimedOut(_)) => {
             tracing::warn!(%error, "outbox relay: waiting for PostgreSQL");
             Ok(())
         }

@@ -53,6 +53,9 @@ pub struct Processor {
     pub(crate) defaults: ActivityOptions,
     /// How long a start of an unknown saga type is put back before it is dead-lettered.
     pub(crate) unknown_saga_type_grace: Duration,
+    /// How long the processing of one message or one timer may take (see
+    /// [`DatabaseTimeouts::work`](crate::store::DatabaseTimeouts::work)).
+    pub(crate) work_timeout: Duration,
 }
 
 /// What to do with a delivery once its transaction is over.
@@ -126,15 +129,24 @@ impl Processor {
         };
         // A bug of ours must not leave the message unacked forever, nor crash-loop every
         // replica it is redelivered to: set it aside with the panic as the reason.
-        let disposition = AssertUnwindSafe(processing)
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|panic| {
-                Ok(Disposition::DeadLetter(format!(
-                    "the orchestrator panicked while processing it: {}",
-                    panic_message(&*panic)
-                )))
-            });
+        // A database that went silent must not hold the message (and its connection) for good:
+        // abandoned at the deadline, the transaction is not committed and the message comes back.
+        let caught = self.within_deadline(async {
+            AssertUnwindSafe(processing)
+                .catch_unwind()
+                .await
+                .map_err(|panic| {
+                    format!(
+                        "the orchestrator panicked while processing it: {}",
+                        panic_message(&*panic)
+                    )
+                })
+        });
+        let disposition = match caught.await {
+            Ok(Ok(processed)) => processed,
+            Ok(Err(panicked)) => Ok(Disposition::DeadLetter(panicked)),
+            Err(timed_out) => Err(timed_out),
+        };
         let disposition = disposition.or_else(|error| match error.permanent_reason() {
             Some(reason) => Ok(Disposition::DeadLetter(reason)),
             None => Err(error),
@@ -281,9 +293,26 @@ impl Processor {
 pub(crate) enum ProcessError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// See [`Processor::within_deadline`].
+    #[error("PostgreSQL did not finish the work within {0:?} (SAGAFLOW_DB_WORK_TIMEOUT_SECS); its connection is given up")]
+    TimedOut(Duration),
     /// During a rolling deploy a replica may not know a saga type yet; another one will.
     #[error("no saga type {0:?} is registered with this replica")]
     UnknownSagaType(String),
+}
+
+impl Processor {
+    /// `work` within [`Processor::work_timeout`], else [`ProcessError::TimedOut`]: the work is
+    /// dropped, so its transaction is never committed, and the pool closes its connection if
+    /// it does not answer (`store::pool_options`).
+    pub(crate) async fn within_deadline<T, E>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<Result<T, E>, ProcessError> {
+        tokio::time::timeout(self.work_timeout, work)
+            .await
+            .map_err(|_| ProcessError::TimedOut(self.work_timeout))
+    }
 }
 
 impl ProcessError {

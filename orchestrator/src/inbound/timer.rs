@@ -10,9 +10,12 @@ pub(crate) async fn fire_due_timers(
     processor: &Processor,
     batch: i64,
 ) -> Result<usize, ProcessError> {
-    let due = store::due_timers(&processor.pool, Utc::now(), batch).await?;
+    let due = processor
+        .within_deadline(store::due_timers(&processor.pool, Utc::now(), batch))
+        .await??;
     for timer in &due {
-        if let Err(error) = processor.fire_timer(timer).await {
+        let fired = processor.within_deadline(processor.fire_timer(timer)).await;
+        if let Err(error) = fired.and_then(|fired| fired) {
             tracing::warn!(%error, timer = timer.key, saga_id = %timer.saga_id, "firing a timer failed; it is tried again");
         }
     }

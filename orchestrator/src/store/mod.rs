@@ -77,6 +77,12 @@ pub struct DatabaseTimeouts {
     pub idle_in_transaction: Duration,
     /// How long to wait for a pooled connection, and for a new one.
     pub acquire: Duration,
+    /// How long one unit of work may wait on PostgreSQL from this side: a message's
+    /// transaction, an outbox or timer batch, the check of a connection given back to the pool.
+    /// The server's timeouts cannot help with a connection whose server went silent (a failover
+    /// behind the same address, a lost network path): without this, its query waits for the
+    /// kernel to give the socket up, a quarter of an hour later.
+    pub work: Duration,
 }
 
 impl Default for DatabaseTimeouts {
@@ -85,6 +91,7 @@ impl Default for DatabaseTimeouts {
             statement: Duration::from_secs(30),
             idle_in_transaction: Duration::from_secs(60),
             acquire: Duration::from_secs(30),
+            work: Duration::from_secs(60),
         }
     }
 }
@@ -112,8 +119,23 @@ fn pool_options(max_connections: u32, timeouts: DatabaseTimeouts) -> PgPoolOptio
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(timeouts.acquire)
-        // A connection that failed (the server restarted, a failover) is noticed before use.
-        .test_before_acquire(true)
+        // No ping before each use: sqlx already pings every connection it is given back (and
+        // the hook below first, with a deadline), so a pooled connection answered moments ago.
+        // One that died while idle (the server restarted) fails its first statement, is closed,
+        // and that message goes back to its queue. A round trip per transaction saved.
+        .test_before_acquire(false)
+        // sqlx pings every connection given back, without a deadline: one whose work was
+        // abandoned at `timeouts.work` because its server went silent would hang there and keep
+        // its place in the pool for good. Checked here first, with a deadline, and closed if
+        // silent.
+        .after_release(move |connection, _| {
+            Box::pin(async move {
+                match tokio::time::timeout(timeouts.work, connection.ping()).await {
+                    Ok(answered) => answered.map(|()| true),
+                    Err(_) => Ok(false),
+                }
+            })
+        })
 }
 
 /// Connects a pool of up to `max_connections` to `url` and runs the migrations.
