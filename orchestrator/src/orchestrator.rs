@@ -262,6 +262,8 @@ impl Orchestrator {
                     outbox_ready: Arc::new(Notify::new()),
                     timers_armed: Arc::new(Notify::new()),
                     max_message_bytes: config.max_message_bytes,
+                    max_command_bytes: usize::try_from(config.max_command_bytes)
+                        .unwrap_or(usize::MAX),
                     defaults: config.default_activity_options(),
                     unknown_saga_type_grace: std::time::Duration::from_secs(
                         config.unknown_saga_type_grace_secs,

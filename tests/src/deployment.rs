@@ -126,6 +126,34 @@ impl Deployment {
         RawActivity::start(&self.amqp, &self.topology, activity).await
     }
 
+    /// The number of messages waiting on the queue of `activity`, declaring it (empty, deleted
+    /// with the deployment) if nobody has yet.
+    pub async fn activity_queue_depth(&mut self, activity: &str) -> u32 {
+        let queue = self.topology.activity_queue(activity);
+        if !self.raw_queues.contains(&queue) {
+            self.raw_queues.push(queue.clone());
+        }
+        let channel = self.amqp.create_channel().await.expect("a channel opens");
+        sagaflow_amqp::declare_activity_queue(
+            &channel,
+            &self.topology,
+            QueueType::Quorum,
+            activity,
+        )
+        .await
+        .expect("the activity queue can be declared");
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let declared = channel
+            .queue_declare(&queue, passive, FieldTable::default())
+            .await
+            .expect("the activity queue exists");
+        let _ = channel.close(200, "counted").await;
+        declared.message_count()
+    }
+
     /// Publishes a start of `saga_type` with `input` and `start_key`.
     pub async fn start_saga(&self, saga_type: &str, input: serde_json::Value, start_key: &str) {
         self.publish_start(&StartSaga {

@@ -2,11 +2,13 @@
 //! saga, take its live run from the cache or replay it, hand it the fact, commit what that
 //! recorded and caused. The message or timer that carried the fact is settled after the commit.
 
+use std::collections::VecDeque;
+
 use chrono::{DateTime, Utc};
 use sagaflow_amqp::OutgoingMessage;
 use sagaflow_contracts::{
-    headers, ActivityCancel, ActivityCommand, IdempotencyKey, SagaEvent, SagaFinished, SagaId,
-    SagaStatus,
+    error_kinds, headers, ActivityCancel, ActivityCommand, ActivityError, ActivityOutcome,
+    IdempotencyKey, SagaEvent, SagaFinished, SagaId, SagaStatus,
 };
 use sagaflow_engine::{
     Activation, Effect, Fact, FactRejected, ReplayError, Replayed, SagaEnd, SagaRun,
@@ -20,6 +22,11 @@ use crate::cache::CachedSaga;
 use crate::store::{self, ParkedFact, SagaUpdate, Tx};
 use crate::telemetry;
 use sagaflow_process::crash_point;
+
+/// How many times one activation may refuse commands that are too large before the rest are
+/// sent anyway: saga code that answers every refusal with another such command must not hold
+/// the transaction forever.
+const MAX_REFUSAL_ROUNDS: usize = 100;
 
 /// Where a saga's history stands when an activation is committed, and who waits for its end.
 pub(crate) struct Position {
@@ -258,8 +265,8 @@ impl Processor {
         &self,
         mut tx: Tx,
         position: &Position,
-        activation: Activation,
-        run: Option<SagaRun>,
+        mut activation: Activation,
+        mut run: Option<SagaRun>,
         fired_timer: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<(), ProcessError> {
@@ -267,6 +274,9 @@ impl Processor {
         if let Some(timer) = fired_timer {
             store::delete_timer(&mut tx, timer).await?;
         }
+        let mut commands = self
+            .command_messages(&mut tx, saga, &mut activation, run.as_mut(), now)
+            .await?;
         if let Some(error) = activation.stuck {
             return self
                 .park(tx, position, &activation.events, error.to_string(), now)
@@ -289,29 +299,9 @@ impl Processor {
         let mut armed = false;
         for effect in &activation.effects {
             match effect {
-                Effect::SendActivityCommand {
-                    step,
-                    activity,
-                    attempt,
-                    input,
-                    heartbeat_timeout_ms,
-                } => {
-                    let heartbeat_details = if *attempt > 1 {
-                        store::last_heartbeat_details(&mut tx, saga, *step).await?
-                    } else {
-                        None
-                    };
-                    let command = ActivityCommand {
-                        saga_id: saga,
-                        step: *step,
-                        activity: activity.clone(),
-                        attempt: *attempt,
-                        idempotency_key: IdempotencyKey::for_step(saga, *step),
-                        input: input.clone(),
-                        heartbeat_timeout_ms: *heartbeat_timeout_ms,
-                        heartbeat_details,
-                    };
-                    messages.push(self.activity_command(&command));
+                Effect::SendActivityCommand { .. } => {
+                    // Built (and size-checked) above, in the order of their effects.
+                    messages.extend(commands.pop_front());
                 }
                 Effect::ArmTimer {
                     key,
@@ -405,6 +395,122 @@ impl Processor {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The outbox messages of the activation's activity commands, in the order of their
+    /// effects. A command larger than `max_command_bytes` is never sent: its attempt fails at
+    /// once with kind `CommandTooLarge`, a fact recorded in the activation like any result (so
+    /// a replay sees the same failure whatever the limit is then), and what the saga code does
+    /// about it (compensate, fail, schedule something else) joins the activation too.
+    async fn command_messages(
+        &self,
+        tx: &mut Tx,
+        saga: SagaId,
+        activation: &mut Activation,
+        mut run: Option<&mut SagaRun>,
+        now: DateTime<Utc>,
+    ) -> Result<VecDeque<OutgoingMessage>, ProcessError> {
+        for _ in 0..MAX_REFUSAL_ROUNDS {
+            if activation.stuck.is_some() {
+                return Ok(VecDeque::new());
+            }
+            let mut messages = VecDeque::new();
+            let mut refused = Vec::new();
+            for (index, effect) in activation.effects.iter().enumerate() {
+                let Effect::SendActivityCommand {
+                    step,
+                    activity,
+                    attempt,
+                    ..
+                } = effect
+                else {
+                    continue;
+                };
+                let message = self.command_message(tx, saga, effect).await?;
+                if message.body.len() <= self.max_command_bytes || run.is_none() {
+                    messages.push_back(message);
+                    continue;
+                }
+                let reason = format!(
+                    "the command of {} bytes exceeds the limit of {} bytes (SAGAFLOW_MAX_COMMAND_BYTES); it was not sent",
+                    message.body.len(),
+                    self.max_command_bytes
+                );
+                tracing::warn!(%saga, step = step.0, activity, reason, "activity command refused");
+                refused.push((
+                    index,
+                    Fact::ActivityResult {
+                        step: *step,
+                        activity: Some(activity.clone()),
+                        attempt: *attempt,
+                        outcome: ActivityOutcome::Failed {
+                            error: ActivityError::permanent(error_kinds::COMMAND_TOO_LARGE, reason),
+                        },
+                    },
+                ));
+            }
+            let Some(run) = run.as_deref_mut().filter(|_| !refused.is_empty()) else {
+                return Ok(messages);
+            };
+            for (index, _) in refused.iter().rev() {
+                activation.effects.remove(*index);
+            }
+            for (_, fact) in refused {
+                match run.handle(fact, now) {
+                    Ok(Some(handled)) => activation.extend(handled),
+                    Ok(None) => {}
+                    Err(FactRejected(reason)) => {
+                        tracing::warn!(%saga, reason, "a refused command's failure does not fit the saga")
+                    }
+                }
+            }
+        }
+        // Saga code that keeps scheduling commands too large to send: send them after all and
+        // let the relay's parking of what the broker refuses deal with them.
+        tracing::warn!(%saga, "saga code keeps scheduling commands over the size limit");
+        let mut messages = VecDeque::new();
+        for effect in &activation.effects {
+            if matches!(effect, Effect::SendActivityCommand { .. }) {
+                messages.push_back(self.command_message(tx, saga, effect).await?);
+            }
+        }
+        Ok(messages)
+    }
+
+    /// The outbox message of a `SendActivityCommand` effect (with the step's last heartbeat
+    /// details from an attempt before).
+    async fn command_message(
+        &self,
+        tx: &mut Tx,
+        saga: SagaId,
+        effect: &Effect,
+    ) -> Result<OutgoingMessage, ProcessError> {
+        let Effect::SendActivityCommand {
+            step,
+            activity,
+            attempt,
+            input,
+            heartbeat_timeout_ms,
+        } = effect
+        else {
+            unreachable!("only called for SendActivityCommand effects")
+        };
+        let heartbeat_details = if *attempt > 1 {
+            store::last_heartbeat_details(tx, saga, *step).await?
+        } else {
+            None
+        };
+        let command = ActivityCommand {
+            saga_id: saga,
+            step: *step,
+            activity: activity.clone(),
+            attempt: *attempt,
+            idempotency_key: IdempotencyKey::for_step(saga, *step),
+            input: input.clone(),
+            heartbeat_timeout_ms: *heartbeat_timeout_ms,
+            heartbeat_details,
+        };
+        Ok(self.activity_command(&command))
     }
 
     /// Parks a saga whose code cannot go on (it no longer replays its history, panicked, or

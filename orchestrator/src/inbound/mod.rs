@@ -44,6 +44,8 @@ pub struct Processor {
     /// Wakes the timer claimer after a commit that armed timers.
     pub(crate) timers_armed: Arc<Notify>,
     pub(crate) max_message_bytes: usize,
+    /// Commands larger than this fail their step instead of being sent (`CommandTooLarge`).
+    pub(crate) max_command_bytes: usize,
     /// Retries and timeouts of steps whose code sets none.
     pub(crate) defaults: ActivityOptions,
     /// How long a start of an unknown saga type is put back before it is dead-lettered.
