@@ -154,6 +154,32 @@ impl Deployment {
         declared.message_count()
     }
 
+    /// The body of the first message waiting on the queue of `activity`, left on the queue;
+    /// fails the test if none arrives within `timeout`.
+    pub async fn peek_activity_command(&mut self, activity: &str, timeout: Duration) -> Vec<u8> {
+        self.activity_queue_depth(activity).await;
+        let queue = self.topology.activity_queue(activity);
+        let channel = self.amqp.create_channel().await.expect("a channel opens");
+        let body = wait_until(&format!("a command on {queue}"), timeout, || async {
+            let got = channel
+                .basic_get(&queue, lapin::options::BasicGetOptions::default())
+                .await
+                .expect("basic.get works");
+            let message = got?;
+            message
+                .nack(lapin::options::BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
+                .expect("the command goes back to its queue");
+            Some(message.delivery.data.clone())
+        })
+        .await;
+        let _ = channel.close(200, "peeked").await;
+        body
+    }
+
     /// Publishes a start of `saga_type` with `input` and `start_key`.
     pub async fn start_saga(&self, saga_type: &str, input: serde_json::Value, start_key: &str) {
         self.publish_start(&StartSaga {
@@ -650,7 +676,8 @@ pub mod payment {
             email: "ada@example.com".into(),
             amount_cents: 4200,
             currency: "EUR".into(),
-            card_number: "4242 4242 4242 4242".into(),
+            card_token: "tok_4f9a2c7e1b3d5a60".into(),
+            card_last4: "4242".into(),
         }
     }
 

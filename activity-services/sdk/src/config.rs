@@ -29,6 +29,10 @@ pub struct WorkerConfig {
     pub max_message_bytes: usize,
     /// How long to wait for the broker at start-up.
     pub connect_timeout: Duration,
+    /// Decodes command inputs before a handler sees them and encodes what it returns (outputs,
+    /// heartbeat details). `None`: from the environment when the worker runs
+    /// (`SAGAFLOW_PAYLOAD_KEY`, `SAGAFLOW_SENSITIVE_FIELDS`; see [`sagaflow_codec::from_env`]).
+    pub payload_codec: Option<sagaflow_codec::SharedCodec>,
 }
 
 impl WorkerConfig {
@@ -47,6 +51,7 @@ impl WorkerConfig {
             queue_type: QueueType::Quorum,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            payload_codec: None,
         }
     }
 }

@@ -171,7 +171,24 @@ impl Processor {
             }
             None => {
                 metrics::counter!(telemetry::REPLAYS).increment(1);
-                let history = store::load_history(&mut *tx, saga_id).await?;
+                let history =
+                    match store::load_history_decoded(&mut *tx, saga_id, &*self.codec).await {
+                        Ok(history) => history,
+                        Err(store::HistoryError::Database(e)) => return Err(e.into()),
+                        Err(unreadable) => {
+                            // Another replica may have the key; an operator resumes it once
+                            // this one does too.
+                            if let Some(parked) = parked(&fact) {
+                                store::park_fact(&mut tx, saga_id, &parked).await?;
+                            }
+                            if let Some(timer) = fired_timer {
+                                store::delete_timer(&mut tx, timer).await?;
+                            }
+                            self.park(tx, &position, &[], unreadable.to_string(), now)
+                                .await?;
+                            return Ok(Disposition::Ack);
+                        }
+                    };
                 match SagaRun::replay(
                     &self.registry,
                     saga_id,
@@ -288,6 +305,7 @@ impl Processor {
             position.next_event_seq,
             &activation.events,
             now,
+            &*self.codec,
         )
         .await?;
         let next_event_seq = position.next_event_seq + activation.events.len() as i64;
@@ -338,6 +356,9 @@ impl Processor {
             }
         }
         let (status, output, error) = outcome(activation.end.as_ref());
+        // As stored and sent to the caller: sensitive fields encrypted.
+        let output = self.encode(output)?;
+        let error = self.encode(error)?;
         if status.is_final() {
             store::cancel_all_timers(&mut tx, saga).await?;
             if let Some(reply) = self.reply(position, status, &output, &error) {
@@ -510,7 +531,18 @@ impl Processor {
             heartbeat_timeout_ms: *heartbeat_timeout_ms,
             heartbeat_details,
         };
-        Ok(self.activity_command(&command))
+        self.activity_command(&command)
+    }
+
+    /// `value` as the payload codec stores it.
+    fn encode(
+        &self,
+        value: Option<serde_json::Value>,
+    ) -> Result<Option<serde_json::Value>, ProcessError> {
+        value
+            .map(|value| self.codec.encode(value))
+            .transpose()
+            .map_err(|e| ProcessError::Codec(e.to_string()))
     }
 
     /// Parks a saga whose code cannot go on (it no longer replays its history, panicked, or
@@ -523,7 +555,15 @@ impl Processor {
         reason: String,
         now: DateTime<Utc>,
     ) -> Result<(), ProcessError> {
-        store::append_events(&mut tx, position.saga, position.next_event_seq, events, now).await?;
+        store::append_events(
+            &mut tx,
+            position.saga,
+            position.next_event_seq,
+            events,
+            now,
+            &*self.codec,
+        )
+        .await?;
         let error = json!({ "reason": reason });
         let update = SagaUpdate {
             status: SagaStatus::Stuck,
@@ -581,14 +621,21 @@ impl Processor {
         }
     }
 
-    fn activity_command(&self, command: &ActivityCommand) -> OutgoingMessage {
+    /// The outbox message of `command`, its body encoded by the payload codec.
+    fn activity_command(&self, command: &ActivityCommand) -> Result<OutgoingMessage, ProcessError> {
         let ActivityCommand {
             saga_id,
             step,
             attempt,
             ..
         } = command;
-        OutgoingMessage {
+        let body = serde_json::to_value(command).expect("an ActivityCommand serializes");
+        let body = self
+            .codec
+            .encode(body)
+            .map_err(|e| ProcessError::Codec(e.to_string()))?;
+        let body = serde_json::to_vec(&body).expect("a JSON value serializes");
+        Ok(OutgoingMessage {
             exchange: String::new(),
             routing_key: self.topology.activity_queue(&command.activity),
             message_id: format!("{saga_id}/{step}/{attempt}"),
@@ -606,9 +653,9 @@ impl Processor {
             // The activation's span: the outbox relay's publish span continues it.
             .chain(sagaflow_process::trace_headers(&tracing::Span::current()))
             .collect(),
-            body: serde_json::to_vec(command).expect("an ActivityCommand serializes"),
+            body,
             ..Default::default()
-        }
+        })
     }
 }
 

@@ -12,7 +12,9 @@ mod sagas;
 mod timers;
 mod visibility;
 
-pub use events::{append_events, load_history, scheduled_steps, ScheduledStep};
+pub use events::{
+    append_events, load_history, load_history_decoded, scheduled_steps, HistoryError, ScheduledStep,
+};
 pub use outbox::{
     claim_outbox_batch, delete_outbox_rows, enqueue_outbox, outbox_len, parked_outbox_rows,
     record_outbox_failure, unpark_outbox_rows, OutboxRow, ParkedOutboxRow,

@@ -15,7 +15,7 @@ use sagaflow_contracts::{
 use sagaflow_orchestrator::store;
 use sqlx::PgPool;
 
-use super::Connection;
+use super::{payload_codec, Connection};
 
 /// Publishes `start` with a reply queue of its own and waits for its `SagaFinished`. The reply
 /// queue exists before the start is published, so the outcome cannot be missed; nothing but
@@ -146,7 +146,7 @@ pub async fn export(pool: &PgPool, saga_id: SagaId, out: Option<&Path>) -> anyho
     let exported = ExportedHistory {
         saga_id,
         saga_type: saga.saga_type,
-        history: store::load_history(pool, saga_id).await?,
+        history: store::load_history(pool, saga_id, &*payload_codec()).await?,
     };
     let text = serde_json::to_string_pretty(&exported)? + "\n";
     match out {
