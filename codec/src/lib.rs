@@ -332,7 +332,10 @@ mod tests {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         assert_eq!(encoded["order_id"], "order-1", "other fields stay readable");
-        assert!(encoded["email"]["$enc"].as_str().unwrap().starts_with("v1:"));
+        assert!(encoded["email"]["$enc"]
+            .as_str()
+            .unwrap()
+            .starts_with("v1:"));
         assert_eq!(codec.decode(encoded.clone()).unwrap(), payload());
         assert_eq!(codec.reveal(encoded), payload());
     }
@@ -342,7 +345,11 @@ mod tests {
         let codec = codec(KEY);
         let once = codec.encode(payload()).unwrap();
         assert_eq!(codec.encode(once.clone()).unwrap(), once);
-        assert_ne!(codec.encode(payload()).unwrap(), once, "a fresh nonce per value");
+        assert_ne!(
+            codec.encode(payload()).unwrap(),
+            once,
+            "a fresh nonce per value"
+        );
     }
 
     #[test]
@@ -378,7 +385,10 @@ mod tests {
         let encoded = codec(KEY).encode(payload()).unwrap();
         let error = codec(OTHER_KEY).decode(encoded.clone()).unwrap_err();
         let message = error.to_string();
-        assert!(message.contains("SAGAFLOW_PAYLOAD_KEY is not the key"), "{message}");
+        assert!(
+            message.contains("SAGAFLOW_PAYLOAD_KEY is not the key"),
+            "{message}"
+        );
         assert!(!message.contains(KEY) && !message.contains(OTHER_KEY));
         // Shown as stored to people, not failed.
         assert_eq!(codec(OTHER_KEY).reveal(encoded.clone()), encoded);
@@ -409,7 +419,10 @@ mod tests {
         let codec = codec(KEY);
         for text in ["v2:AAAA", "v1:!!!", "v1:AAAA", "plain"] {
             let error = codec.decode(json!({"email": {"$enc": text}})).unwrap_err();
-            assert!(matches!(error, CodecError::Malformed { .. }), "{text}: {error}");
+            assert!(
+                matches!(error, CodecError::Malformed { .. }),
+                "{text}: {error}"
+            );
         }
     }
 }
