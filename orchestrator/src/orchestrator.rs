@@ -161,6 +161,9 @@ impl Orchestrator {
             close_broker(&live, "orchestrator stopping").await;
             match result {
                 Ok(()) => {
+                    if let Ok(connection) = Arc::try_unwrap(live) {
+                        sagaflow_amqp::wait_for_io_thread(connection, CLOSE_TIMEOUT).await;
+                    }
                     tracing::info!("orchestrator stopped");
                     return Ok(());
                 }

@@ -299,7 +299,7 @@ async fn connect_and_serve(
     );
     let result = serve(&connection, config, activities, shutdown).await;
     match tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "worker stopped")).await {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => sagaflow_amqp::wait_for_io_thread(connection, CLOSE_TIMEOUT).await,
         // After a failure the connection is usually gone already: nothing to report.
         Ok(Err(error)) if result.is_ok() => {
             tracing::warn!(%error, "closing the RabbitMQ connection failed")

@@ -41,8 +41,8 @@ enum Command {
         /// Wait until the saga has finished, then show it.
         #[arg(long)]
         wait: bool,
-        /// How long --wait waits, in seconds.
-        #[arg(long, default_value_t = 60)]
+        /// How long --wait waits, in seconds (at least 1).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
         timeout_secs: u64,
         #[command(flatten)]
         connection: Connection,
