@@ -72,12 +72,14 @@ async fn start_wait_publishes_nothing_when_no_orchestrator_could_answer() {
             "--start-key",
             "order-nobody",
             "--wait",
+            "--timeout-secs",
+            "2",
         ])
         .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("no orchestrator consumes") && stderr.contains("nothing was published"),
+        stderr.contains("no orchestrator consumed") && stderr.contains("nothing was published"),
         "{stderr}"
     );
     let out = deployment

@@ -39,7 +39,7 @@ pub async fn start_and_wait(
     let publisher = Publisher::open(&amqp)
         .await
         .context("cannot open a publishing channel; nothing was published")?;
-    check_start_queue_consumed(&amqp, &topology).await?;
+    check_start_queue_consumed(&amqp, &topology, timeout).await?;
     let message = OutgoingMessage {
         routing_key: topology.start_queue(),
         message_id: message_id.to_owned(),
@@ -76,32 +76,41 @@ pub async fn start_and_wait(
     Ok(outcome)
 }
 
-/// Fails unless an orchestrator consumes the start queue (checked on a channel of its own: a
-/// passive declare of a missing queue closes its channel).
+/// Fails unless an orchestrator consumes the start queue within `timeout` (one that is starting
+/// up gets that long). Checked on a channel of its own: a passive declare of a missing queue
+/// closes its channel.
 async fn check_start_queue_consumed(
     amqp: &lapin::Connection,
     topology: &Topology,
+    timeout: Duration,
 ) -> anyhow::Result<()> {
     let queue = topology.start_queue();
-    let channel = amqp.create_channel().await?;
-    let passive = lapin::options::QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    let declared = channel
-        .queue_declare(&queue, passive, lapin::types::FieldTable::default())
-        .await
-        .with_context(|| {
-            format!("the start queue {queue} does not exist: has an orchestrator of this namespace ever run? Nothing was published")
-        })?;
-    let _ = channel.close(200, "checked").await;
-    if declared.consumer_count() == 0 {
-        bail!(
-            "no orchestrator consumes {queue}, so --wait could only time out; nothing was \
-             published (start without --wait to leave the start in the queue until one runs)"
-        );
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let channel = amqp.create_channel().await?;
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let declared = channel
+            .queue_declare(&queue, passive, lapin::types::FieldTable::default())
+            .await
+            .with_context(|| {
+                format!("the start queue {queue} does not exist: has an orchestrator of this namespace ever run? Nothing was published")
+            })?;
+        let _ = channel.close(200, "checked").await;
+        if declared.consumer_count() > 0 {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "no orchestrator consumed {queue} within {timeout:?}, so --wait could only time \
+                 out; nothing was published (start without --wait to leave the start in the \
+                 queue until one runs)"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok(())
 }
 
 /// Asks the orchestrators to `action` saga `saga_id` (a message on the control queue).
