@@ -55,6 +55,24 @@ pub async fn connect(url: &str, name: &str) -> Result<Connection, ConnectError> 
         })
 }
 
+/// Waits (at most `timeout`) until the I/O thread of a closed `connection` has ended. Its last
+/// socket work needs the tokio reactor: a process that let its runtime go first would have the
+/// thread log `A Tokio 1.x context was found, but it is being shutdown` as an ERROR on a clean
+/// stop. Joined on a thread of its own, so a thread that never ends cannot hold up the exit.
+pub async fn wait_for_io_thread(connection: Connection, timeout: std::time::Duration) {
+    let (done, ended) = tokio::sync::oneshot::channel();
+    let joining = std::thread::Builder::new()
+        .name("amqp-close".into())
+        .spawn(move || {
+            // `run` drops the connection and joins its I/O thread.
+            let _ = connection.run();
+            let _ = done.send(());
+        });
+    if joining.is_ok() {
+        let _ = tokio::time::timeout(timeout, ended).await;
+    }
+}
+
 /// `url` with any password replaced by `***`.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -116,6 +116,10 @@ pub mod error_kinds {
     pub const COMMAND_DEAD_LETTERED: &str = "CommandDeadLettered";
     /// The activity service could not read the command.
     pub const COMMAND_REJECTED: &str = "CommandRejected";
+    /// The command (the serialized `ActivityCommand`) is larger than the orchestrator's
+    /// `SAGAFLOW_MAX_COMMAND_BYTES`: it was never sent. Permanent: the same input is as large
+    /// on every attempt.
+    pub const COMMAND_TOO_LARGE: &str = "CommandTooLarge";
 }
 
 /// Why an activity attempt failed.

@@ -17,6 +17,11 @@ pub const SEND_RECEIPT: &str = "SendReceipt";
 pub const REFUND_CHARGE: &str = "RefundCharge";
 
 /// Input of `ProcessPayment`, `ValidatePaymentInfo` and `ChargeCustomer`.
+///
+/// No card number: as in a real payment flow, the client hands the card to a payment vault
+/// (the processor's tokenization API) and sends only the vault's token and, for receipts and
+/// support, the last four digits. Nothing Sagaflow stores or sends can be charged without the
+/// vault.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentRequest {
@@ -27,13 +32,17 @@ pub struct PaymentRequest {
     pub amount_cents: i64,
     /// ISO 4217 code, e.g. `"EUR"`.
     pub currency: String,
-    pub card_number: String,
+    /// The payment vault's token for the card, e.g. `"tok_4f9a2c7e1b3d5a60"`: `tok_` and 8 to
+    /// 64 letters or digits. What the charger charges.
+    pub card_token: String,
+    /// The card's last four digits, e.g. `"4242"`.
+    pub card_last4: String,
 }
 
 /// Output of `ValidatePaymentInfo`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentValidated {
-    /// The card number with all but the last four digits masked.
+    /// The card as receipts show it: its last four digits, e.g. `"**** 4242"`.
     pub masked_card: String,
 }
 

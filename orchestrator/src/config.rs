@@ -52,6 +52,14 @@ pub struct Config {
     #[arg(long, env = "SAGAFLOW_MAX_MESSAGE_BYTES", default_value_t = sagaflow_contracts::DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
 
+    /// Activity commands (the serialized `ActivityCommand`, after the payload codec) larger
+    /// than this are never written to the outbox: the step fails at once with kind
+    /// `CommandTooLarge`. The default is what an activity service accepts by default
+    /// (`SAGAFLOW_MAX_MESSAGE_BYTES` of the SDK, 1 MiB), well under RabbitMQ's
+    /// `max_message_size` (128 MiB in 3.x, 16 MiB in 4.x).
+    #[arg(long, env = "SAGAFLOW_MAX_COMMAND_BYTES", default_value_t = sagaflow_contracts::DEFAULT_MAX_MESSAGE_BYTES as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_command_bytes: u64,
+
     /// How often the outbox relay looks for rows it was not handed (those of a replica that died
     /// before publishing them, rows due for another try), in milliseconds.
     #[arg(long, env = "SAGAFLOW_OUTBOX_POLL_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]

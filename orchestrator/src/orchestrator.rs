@@ -26,6 +26,9 @@ pub enum OrchestratorError {
     /// Fix `--namespace` / `SAGAFLOW_NAMESPACE`.
     #[error("invalid namespace: {0}")]
     Namespace(#[from] InvalidName),
+    /// Fix `SAGAFLOW_PAYLOAD_KEY` (32 bytes in base64).
+    #[error(transparent)]
+    PayloadCodec(#[from] sagaflow_codec::CodecError),
     /// PostgreSQL is unreachable or its schema cannot be migrated.
     #[error(transparent)]
     Database(#[from] store::ConnectError),
@@ -134,6 +137,8 @@ impl Orchestrator {
         shutdown: CancellationToken,
     ) -> Result<(), OrchestratorError> {
         let topology = Topology::new(&config.namespace)?;
+        // Checked before connecting: a bad key is a configuration error, reported at once.
+        sagaflow_codec::from_env()?;
         let timeouts = config.database_timeouts();
         let pool =
             store::connect(&config.database_url, config.db_max_connections, timeouts).await?;
@@ -168,6 +173,9 @@ impl Orchestrator {
             close_broker(&live, "orchestrator stopping").await;
             match result {
                 Ok(()) => {
+                    if let Ok(connection) = Arc::try_unwrap(live) {
+                        sagaflow_amqp::wait_for_io_thread(connection, CLOSE_TIMEOUT).await;
+                    }
                     tracing::info!("orchestrator stopped");
                     return Ok(());
                 }
@@ -265,6 +273,7 @@ impl Orchestrator {
                 processor.clone()
             }
             None => {
+                let codec = sagaflow_codec::from_env()?;
                 let processor = Arc::new(Processor {
                     pool: pool.clone(),
                     registry: self.registry.clone(),
@@ -275,6 +284,9 @@ impl Orchestrator {
                     outbox_handover: config.outbox_handover(),
                     timers_armed: Arc::new(Notify::new()),
                     max_message_bytes: config.max_message_bytes,
+                    max_command_bytes: usize::try_from(config.max_command_bytes)
+                        .unwrap_or(usize::MAX),
+                    codec: codec.clone(),
                     defaults: config.default_activity_options(),
                     unknown_saga_type_grace: std::time::Duration::from_secs(
                         config.unknown_saga_type_grace_secs,

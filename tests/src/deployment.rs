@@ -162,6 +162,60 @@ impl Deployment {
         RawActivity::start(&self.amqp, &self.topology, activity).await
     }
 
+    /// The number of messages waiting on the queue of `activity`, declaring it (empty, deleted
+    /// with the deployment) if nobody has yet.
+    pub async fn activity_queue_depth(&mut self, activity: &str) -> u32 {
+        let queue = self.topology.activity_queue(activity);
+        if !self.raw_queues.contains(&queue) {
+            self.raw_queues.push(queue.clone());
+        }
+        let channel = self.amqp.create_channel().await.expect("a channel opens");
+        sagaflow_amqp::declare_activity_queue(
+            &channel,
+            &self.topology,
+            QueueType::Quorum,
+            activity,
+        )
+        .await
+        .expect("the activity queue can be declared");
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let declared = channel
+            .queue_declare(&queue, passive, FieldTable::default())
+            .await
+            .expect("the activity queue exists");
+        let _ = channel.close(200, "counted").await;
+        declared.message_count()
+    }
+
+    /// The body of the first message waiting on the queue of `activity`, left on the queue;
+    /// fails the test if none arrives within `timeout`.
+    pub async fn peek_activity_command(&mut self, activity: &str, timeout: Duration) -> Vec<u8> {
+        self.activity_queue_depth(activity).await;
+        let queue = self.topology.activity_queue(activity);
+        let channel = self.amqp.create_channel().await.expect("a channel opens");
+        let body = wait_until(&format!("a command on {queue}"), timeout, || async {
+            let got = channel
+                .basic_get(&queue, lapin::options::BasicGetOptions::default())
+                .await
+                .expect("basic.get works");
+            let message = got?;
+            message
+                .nack(lapin::options::BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
+                .expect("the command goes back to its queue");
+            Some(message.delivery.data.clone())
+        })
+        .await;
+        let _ = channel.close(200, "peeked").await;
+        body
+    }
+
     /// Publishes a start of `saga_type` with `input` and `start_key`.
     pub async fn start_saga(&self, saga_type: &str, input: serde_json::Value, start_key: &str) {
         self.publish_start(&StartSaga {
@@ -723,7 +777,8 @@ pub mod payment {
             email: "ada@example.com".into(),
             amount_cents: 4200,
             currency: "EUR".into(),
-            card_number: "4242 4242 4242 4242".into(),
+            card_token: "tok_4f9a2c7e1b3d5a60".into(),
+            card_last4: "4242".into(),
         }
     }
 

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use sagaflow_contracts::payments::{
-    Charge, PaymentRequest, PaymentValidated, Receipt, ReceiptRequest, CHARGE_CUSTOMER,
-    SEND_RECEIPT, VALIDATE_PAYMENT_INFO,
+    Charge, PaymentRequest, PaymentValidated, Receipt, ReceiptRequest, RefundRequest,
+    CHARGE_CUSTOMER, REFUND_CHARGE, SEND_RECEIPT, VALIDATE_PAYMENT_INFO,
 };
 use sagaflow_orchestrator::{ActivityOptions, Either, SagaContext, SagaError, SagaRegistry};
 use serde::{Deserialize, Serialize};
@@ -27,6 +27,11 @@ pub const VERSIONED: &str = "Versioned";
 pub const STEPS: &str = "Steps";
 /// `Sleep`: sleeps on a durable timer for its input's milliseconds (the bench's waiting saga).
 pub const SLEEP: &str = "Sleep";
+
+/// `ChargeThenOversized`: charges (refunded if the saga fails), then sends the receipt with
+/// `padding_bytes` of padding in its input: a command too large to send when the orchestrator's
+/// `SAGAFLOW_MAX_COMMAND_BYTES` is lower.
+pub const CHARGE_THEN_OVERSIZED: &str = "ChargeThenOversized";
 
 /// Which build of `Versioned` a test orchestrator runs (`TEST_SAGA_VERSION`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +75,12 @@ pub struct Steps {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChargeThenOversized {
+    pub payment: PaymentRequest,
+    pub padding_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OneStep {
     pub activity: String,
     pub input: Value,
@@ -100,6 +111,28 @@ async fn steps(ctx: SagaContext, input: Steps) -> Result<u32, SagaError> {
 
 async fn sleep(ctx: SagaContext, pause_ms: u64) -> Result<(), SagaError> {
     Ok(ctx.sleep(Duration::from_millis(pause_ms)).await?)
+}
+
+async fn charge_then_oversized(
+    ctx: SagaContext,
+    input: ChargeThenOversized,
+) -> Result<Receipt, SagaError> {
+    let order = input.payment;
+    let charge: Charge = ctx
+        .activity(CHARGE_CUSTOMER, &order)
+        .compensate_with_output(REFUND_CHARGE, |charge: Charge| RefundRequest {
+            charge_id: charge.charge_id,
+            order_id: charge.order_id,
+            amount_cents: charge.amount_cents,
+            currency: charge.currency,
+        })
+        .await?;
+    let receipt = serde_json::json!({
+        "email": order.email,
+        "charge": charge,
+        "padding": "x".repeat(input.padding_bytes),
+    });
+    Ok(ctx.activity(SEND_RECEIPT, &receipt).await?)
 }
 
 async fn one_step(ctx: SagaContext, input: OneStep) -> Result<Value, SagaError> {
@@ -173,6 +206,7 @@ pub fn register(registry: &mut SagaRegistry, buggy: bool, version: Version) {
     registry
         .register(PAYMENT_AFTER_PAUSE, payment_after_pause)
         .and_then(|r| r.register(ONE_STEP, one_step))
+        .and_then(|r| r.register(CHARGE_THEN_OVERSIZED, charge_then_oversized))
         .and_then(|r| r.register(EVOLVING, move |ctx, order| evolving(ctx, order, buggy)))
         .and_then(|r| r.register(COLLECT_APPROVALS, collect_approvals))
         .and_then(|r| r.register(VERSIONED, move |ctx, order| versioned(ctx, order, version)))

@@ -43,7 +43,7 @@ async fn the_api_filters_pages_and_shows_sagas_behind_its_token() {
         deployment.publish_start(&payment::start(key)).await;
     }
     let mut bad_card = payment::request("api-bad-card");
-    bad_card.card_number = "1234 5678 9012 3456".into();
+    bad_card.card_token = "1234 5678 9012 3456".into();
     deployment
         .publish_start(&payment::start_with(bad_card))
         .await;

@@ -37,7 +37,7 @@ async fn counters_count_the_sagas_steps_and_attempts_that_were_committed() {
         deployment.publish_start(&payment::start(key)).await;
     }
     let mut bad_card = payment::request("metrics-bad-card");
-    bad_card.card_number = "1234 5678 9012 3456".into();
+    bad_card.card_token = "1234 5678 9012 3456".into();
     deployment
         .publish_start(&payment::start_with(bad_card))
         .await;
@@ -136,7 +136,7 @@ async fn sdk_services_count_what_their_handlers_did_on_their_own_metrics_endpoin
         deployment.publish_start(&payment::start(key)).await;
     }
     let mut bad_card = payment::request("sdk-metrics-bad-card");
-    bad_card.card_number = "1234 5678 9012 3456".into();
+    bad_card.card_token = "1234 5678 9012 3456".into();
     deployment
         .publish_start(&payment::start_with(bad_card))
         .await;

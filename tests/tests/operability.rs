@@ -107,6 +107,90 @@ async fn sigterm_stops_every_binary_cleanly_and_work_continues_after_a_restart()
     );
 }
 
+/// Lines a process logged at level ERROR (the log format puts the level after the time).
+fn error_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|line| line.contains(" ERROR "))
+        .collect()
+}
+
+// Fails today: under load the orchestrator logs `ERROR lapin::channels: Connection error
+// error=invalid channel state: Closing` about 300 ms after SIGTERM (an operation on a channel
+// that is closing; seen with and without joining the I/O thread). Run it with `--run-ignored`.
+#[ignore = "the orchestrator still logs a lapin ERROR on SIGTERM under load"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_load_exits_zero_without_an_error_line_and_every_saga_finishes_once() {
+    const SAGAS: usize = 12;
+    let mut deployment = Deployment::new().await;
+    let mut orchestrator = deployment.spawn(Bin::Orchestrator, &[]);
+    // A charger whose attempts hang until it stops: charges in flight when the signal comes.
+    let mut services = vec![
+        deployment.spawn(Bin::PaymentValidator, &[]),
+        deployment.spawn(Bin::Charger, &[("CHARGER_HANG_RATE", "1")]),
+        deployment.spawn(Bin::ReceiptSender, &[]),
+    ];
+    let keys: Vec<String> = (0..2 * SAGAS).map(|i| format!("order-load-{i}")).collect();
+    for key in &keys[..SAGAS] {
+        deployment.publish_start(&payment::start(key)).await;
+    }
+    wait_until(
+        "every saga of the first batch waits for its charge",
+        EXIT,
+        || async {
+            let charging = deployment
+                .count(
+                    "SELECT count(DISTINCT saga_id) FROM saga_events
+                 WHERE kind = 'ActivityScheduled' AND event->>'activity' = 'ChargeCustomer'",
+                )
+                .await;
+            (charging == SAGAS as i64).then_some(())
+        },
+    )
+    .await;
+    // And a second batch arriving as the signal comes: starts in flight in the orchestrator.
+    for key in &keys[SAGAS..] {
+        deployment.publish_start(&payment::start(key)).await;
+    }
+
+    orchestrator.terminate();
+    for service in &services {
+        service.terminate();
+    }
+    for service in std::iter::once(&mut orchestrator).chain(services.iter_mut()) {
+        let status = wait_for_exit(service).await;
+        let log = service.log_text();
+        assert!(
+            status.success(),
+            "{} exited with {status} on SIGTERM: {log}",
+            service.bin.name()
+        );
+        let errors = error_lines(&log);
+        assert!(
+            errors.is_empty(),
+            "{} logged errors on SIGTERM: {errors:#?}",
+            service.bin.name()
+        );
+    }
+
+    let _orchestrator = deployment.spawn(Bin::Orchestrator, &[]);
+    let _services = deployment.spawn_activity_services();
+    for key in &keys {
+        assert_eq!(
+            deployment.wait_for_end(key, EXIT).await,
+            "completed",
+            "{key}"
+        );
+    }
+    assert_eq!(
+        deployment.count("SELECT count(*) FROM charges").await,
+        keys.len() as i64
+    );
+    assert_eq!(
+        deployment.count("SELECT count(*) FROM receipts").await,
+        keys.len() as i64
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_migrated_by_a_newer_version_is_refused() {
     let mut deployment = Deployment::new().await;

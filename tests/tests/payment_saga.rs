@@ -54,7 +54,8 @@ async fn an_invalid_card_fails_the_saga_before_anything_is_charged() {
     let _services = deployment.spawn_activity_services();
 
     let mut request = payment::request("order-bad-card");
-    request.card_number = "4242 4242 4242 4241".into();
+    // A card number where the vault's token belongs: refused, never stored past validation.
+    request.card_token = "4242 4242 4242 4241".into();
     deployment
         .publish_start(&payment::start_with(request))
         .await;

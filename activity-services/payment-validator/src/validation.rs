@@ -3,12 +3,15 @@
 use sagaflow_sdk::contracts::payments::{PaymentRequest, PaymentValidated};
 use sagaflow_sdk::ActivityError;
 
-/// Card numbers (PANs) have 8 to 19 digits (ISO/IEC 7812).
-const CARD_DIGITS: std::ops::RangeInclusive<usize> = 8..=19;
+/// Letters and digits after `tok_` in a vault token.
+const TOKEN_CHARS: std::ops::RangeInclusive<usize> = 8..=64;
+/// The demo vault's tokens of cards that are declined (blocked, reported stolen, ...).
+const DECLINED_PREFIX: &str = "tok_declined";
 
-/// `request` checked: a positive amount, an ISO 4217-shaped currency, a card number that passes
-/// the Luhn check and an email address. Fails permanently with kind `InvalidPayment`, listing
-/// every problem.
+/// `request` checked: a positive amount, an ISO 4217-shaped currency, a card given as a payment
+/// vault token (`tok_` and 8 to 64 letters or digits) with its last four digits, and an email
+/// address. Fails permanently with kind `InvalidPayment`, listing every problem, or with kind
+/// `CardDeclined` for a card the (demo) vault declines: tokens starting `tok_declined`.
 pub fn validate_payment(request: &PaymentRequest) -> Result<PaymentValidated, ActivityError> {
     let mut problems = Vec::new();
     if request.amount_cents <= 0 {
@@ -23,77 +26,47 @@ pub fn validate_payment(request: &PaymentRequest) -> Result<PaymentValidated, Ac
             request.currency
         ));
     }
-    let digits = card_digits(&request.card_number);
-    match &digits {
-        None => problems.push("card_number may contain only digits and spaces".to_owned()),
-        Some(digits) if !CARD_DIGITS.contains(&digits.len()) => problems.push(format!(
-            "card_number must have 8 to 19 digits, got {}",
-            digits.len()
-        )),
-        Some(digits) if !passes_luhn(digits) => {
-            problems.push("card_number fails the Luhn check".to_owned())
-        }
-        Some(_) => {}
+    if !is_vault_token(&request.card_token) {
+        // The token is not quoted: logs and histories need not carry it.
+        problems.push(
+            "card_token must be a payment vault token: tok_ and 8 to 64 letters or digits"
+                .to_owned(),
+        );
+    }
+    if !(request.card_last4.len() == 4 && request.card_last4.bytes().all(|b| b.is_ascii_digit())) {
+        problems.push(format!(
+            "card_last4 must be 4 digits, got {:?}",
+            request.card_last4
+        ));
     }
     if !request.email.contains('@') {
         problems.push(format!("email must contain '@', got {:?}", request.email));
     }
-    match digits {
-        Some(digits) if problems.is_empty() => Ok(PaymentValidated {
-            masked_card: mask(&digits),
-        }),
-        _ => Err(ActivityError::permanent(
+    if !problems.is_empty() {
+        return Err(ActivityError::permanent(
             "InvalidPayment",
             problems.join("; "),
-        )),
+        ));
     }
+    if request.card_token.starts_with(DECLINED_PREFIX) {
+        return Err(ActivityError::permanent(
+            "CardDeclined",
+            format!("the card ending {} is declined", request.card_last4),
+        ));
+    }
+    Ok(PaymentValidated {
+        masked_card: format!("**** {}", request.card_last4),
+    })
 }
 
 fn is_currency_code(currency: &str) -> bool {
     currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase())
 }
 
-/// The card number's digits, or `None` if it holds anything but digits and spaces.
-fn card_digits(card_number: &str) -> Option<Vec<u8>> {
-    card_number
-        .chars()
-        .filter(|c| *c != ' ')
-        .map(|c| c.to_digit(10).map(|d| d as u8))
-        .collect()
-}
-
-/// The Luhn checksum: double every second digit from the right, sum the digits, divisible by 10.
-fn passes_luhn(digits: &[u8]) -> bool {
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            let d = u32::from(d);
-            match (i % 2 == 1, d * 2) {
-                (false, _) => d,
-                (true, doubled) if doubled > 9 => doubled - 9,
-                (true, doubled) => doubled,
-            }
-        })
-        .sum();
-    sum % 10 == 0
-}
-
-/// All but the last four digits replaced by `*`.
-fn mask(digits: &[u8]) -> String {
-    let visible = digits.len().saturating_sub(4);
-    digits
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            if i < visible {
-                '*'
-            } else {
-                char::from(b'0' + d)
-            }
-        })
-        .collect()
+fn is_vault_token(token: &str) -> bool {
+    token.strip_prefix("tok_").is_some_and(|rest| {
+        TOKEN_CHARS.contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
 }
 
 #[cfg(test)]
@@ -107,7 +80,8 @@ mod tests {
             email: "ada@example.com".to_owned(),
             amount_cents: 1999,
             currency: "EUR".to_owned(),
-            card_number: "4242 4242 4242 4242".to_owned(),
+            card_token: "tok_4f9a2c7e1b3d5a60".to_owned(),
+            card_last4: "4242".to_owned(),
         }
     }
 
@@ -119,9 +93,9 @@ mod tests {
     }
 
     #[test]
-    fn a_valid_payment_passes_with_the_card_masked() {
+    fn a_valid_payment_passes_with_only_the_last_four_digits_shown() {
         let validated = validate_payment(&request()).unwrap();
-        assert_eq!(validated.masked_card, "************4242");
+        assert_eq!(validated.masked_card, "**** 4242");
     }
 
     #[test]
@@ -147,38 +121,45 @@ mod tests {
     }
 
     #[test]
-    fn the_card_number_must_pass_luhn() {
-        for card_number in ["4242 4242 4242 4241", "1234567812345678"] {
+    fn the_card_is_a_vault_token_never_a_card_number() {
+        let long = format!("tok_{}", "a".repeat(65));
+        for card_token in [
+            "4242 4242 4242 4242",
+            "4242424242424242",
+            "tok_",
+            "tok_short",
+            "tok_has-dash00",
+            "TOK_4f9a2c7e1b3d",
+            long.as_str(),
+        ] {
             let message = problems(&PaymentRequest {
-                card_number: card_number.to_owned(),
+                card_token: card_token.to_owned(),
                 ..request()
             });
-            assert!(message.contains("Luhn"), "{card_number}: {message}");
+            assert!(message.contains("card_token"), "{card_token}: {message}");
+            if card_token.len() > 8 {
+                assert!(!message.contains(card_token), "the token is not echoed");
+            }
         }
-        for valid in ["79927398713", "4111111111111111", "5555 5555 5555 4444"] {
-            assert!(
-                validate_payment(&PaymentRequest {
-                    card_number: valid.to_owned(),
-                    ..request()
-                })
-                .is_ok(),
-                "{valid}"
-            );
+        for card_last4 in ["424", "42424", "42a2", ""] {
+            let message = problems(&PaymentRequest {
+                card_last4: card_last4.to_owned(),
+                ..request()
+            });
+            assert!(message.contains("card_last4"), "{card_last4}: {message}");
         }
     }
 
     #[test]
-    fn the_card_number_holds_only_digits_and_spaces_of_a_real_length() {
-        for card_number in ["4242-4242-4242-4242", "4242 4242 4242 424x", "", "0", "  "] {
-            let message = problems(&PaymentRequest {
-                card_number: card_number.to_owned(),
-                ..request()
-            });
-            assert!(
-                message.contains("card_number"),
-                "{card_number:?}: {message}"
-            );
-        }
+    fn a_card_the_vault_declines_fails_permanently() {
+        let error = validate_payment(&PaymentRequest {
+            card_token: "tok_declined0000".to_owned(),
+            ..request()
+        })
+        .unwrap_err();
+        assert_eq!(error.kind, "CardDeclined");
+        assert!(!error.retryable);
+        assert!(error.message.contains("4242"), "{}", error.message);
     }
 
     #[test]

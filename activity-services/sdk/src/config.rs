@@ -33,6 +33,10 @@ pub struct WorkerConfig {
     /// Where `GET /metrics` (Prometheus text) is served; none by default. Metrics also go over
     /// OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, with or without this.
     pub metrics_addr: Option<SocketAddr>,
+    /// Decodes command inputs before a handler sees them and encodes what it returns (outputs,
+    /// heartbeat details). `None`: from the environment when the worker runs
+    /// (`SAGAFLOW_PAYLOAD_KEY`, `SAGAFLOW_SENSITIVE_FIELDS`; see [`sagaflow_codec::from_env`]).
+    pub payload_codec: Option<sagaflow_codec::SharedCodec>,
 }
 
 impl WorkerConfig {
@@ -52,6 +56,7 @@ impl WorkerConfig {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             metrics_addr: None,
+            payload_codec: None,
         }
     }
 }

@@ -151,6 +151,8 @@ pub(crate) struct Heartbeats {
     /// Cancelled when the attempt has ended: no heartbeat is published after its result.
     stopped: CancellationToken,
     runtime: tokio::runtime::Handle,
+    /// Encodes the details as the orchestrator stores them and sends them to the next attempt.
+    codec: sagaflow_codec::SharedCodec,
 }
 
 impl std::fmt::Debug for Heartbeats {
@@ -171,8 +173,10 @@ impl Heartbeats {
         topology: Topology,
         command: &ActivityCommand,
         attempt_headers: Vec<(String, String)>,
+        codec: sagaflow_codec::SharedCodec,
     ) -> Arc<Self> {
         Arc::new(Heartbeats {
+            codec,
             publisher,
             topology,
             heartbeat: command.heartbeat(None),
@@ -232,6 +236,13 @@ impl Heartbeats {
     }
 
     async fn publish(&self, details: Option<Value>) {
+        let details = match details.map(|d| self.codec.encode(d)).transpose() {
+            Ok(details) => details,
+            Err(error) => {
+                tracing::warn!(%error, "heartbeat details cannot be encoded; sent without them");
+                None
+            }
+        };
         let message = heartbeat_message(
             &self.topology,
             &self.heartbeat,

@@ -17,7 +17,7 @@ use sagaflow_amqp::{
     Connection, ConsumeError, Delivery, OutgoingMessage, PublishError, Publisher,
 };
 use sagaflow_contracts::{
-    headers, reason, validate_name, ActivityCommand, ActivityError, ActivityOutcome,
+    error_kinds, headers, reason, validate_name, ActivityCommand, ActivityError, ActivityOutcome,
     IdempotencyKey, InvalidName, StepSeq, Topology,
 };
 use serde::de::DeserializeOwned;
@@ -56,6 +56,9 @@ pub enum WorkerError {
     /// No activity was registered. Call [`ActivityWorker::register`] before `run`.
     #[error("no activity registered: call ActivityWorker::register before run")]
     NoActivities,
+    /// The payload codec cannot be set up: fix `SAGAFLOW_PAYLOAD_KEY` (32 bytes in base64).
+    #[error(transparent)]
+    PayloadCodec(sagaflow_codec::CodecError),
     /// An activity name cannot be used in a queue name. Register it under a valid name.
     #[error("cannot register the activity: {0}")]
     InvalidActivityName(#[source] InvalidName),
@@ -191,8 +194,12 @@ impl ActivityWorker {
     ///
     /// Returns an error when it cannot start or when the broker connection fails while running;
     /// see [`WorkerError`].
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), WorkerError> {
         let activities = checked_activities(self.activities)?;
+        if self.config.payload_codec.is_none() {
+            self.config.payload_codec =
+                Some(sagaflow_codec::from_env().map_err(WorkerError::PayloadCodec)?);
+        }
         let metrics = crate::worker_metrics::install(self.config.metrics_addr.is_some());
         // The /metrics server stops when this returns, however it returns.
         let stop_metrics = CancellationToken::new();
@@ -312,7 +319,7 @@ async fn connect_and_serve(
     );
     let result = serve(&connection, config, activities, shutdown).await;
     match tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "worker stopped")).await {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => sagaflow_amqp::wait_for_io_thread(connection, CLOSE_TIMEOUT).await,
         // After a failure the connection is usually gone already: nothing to report.
         Ok(Err(error)) if result.is_ok() => {
             tracing::warn!(%error, "closing the RabbitMQ connection failed")
@@ -388,6 +395,10 @@ async fn serve(
             publisher: publisher.clone(),
             topology: topology.clone(),
             max_message_bytes: config.max_message_bytes,
+            codec: config
+                .payload_codec
+                .clone()
+                .unwrap_or_else(|| Arc::new(sagaflow_codec::Plain)),
             failure: Arc::clone(&failure),
             in_flight: Arc::clone(&in_flight),
         });
@@ -647,6 +658,7 @@ struct ActivityQueue {
     publisher: Publisher,
     topology: Topology,
     max_message_bytes: usize,
+    codec: sagaflow_codec::SharedCodec,
     failure: Arc<Failure>,
     in_flight: Arc<InFlightAttempts>,
 }
@@ -716,18 +728,65 @@ impl ActivityQueue {
 
     async fn run(&self, delivery: Delivery, mut command: ActivityCommand) {
         let started = Instant::now();
-        let input = std::mem::take(&mut command.input);
+        let decoded = self
+            .codec
+            .decode(std::mem::take(&mut command.input))
+            .and_then(|input| {
+                let details = command
+                    .heartbeat_details
+                    .take()
+                    .map(|details| self.codec.decode(details))
+                    .transpose()?;
+                Ok((input, details))
+            });
+        let input = match decoded {
+            Ok((input, details)) => {
+                command.heartbeat_details = details;
+                input
+            }
+            Err(error) => {
+                // Another key, or none: no attempt can read it until the key is fixed.
+                tracing::error!(%error, "the command's payload cannot be decoded");
+                let failed = ActivityOutcome::Failed {
+                    error: ActivityError::permanent(
+                        error_kinds::COMMAND_REJECTED,
+                        format!("the activity service cannot decode the command: {error}"),
+                    ),
+                };
+                let reply = self.reply_message(&command, failed, &delivery);
+                return match self.publisher.publish_confirmed(&reply).await {
+                    Ok(()) => {
+                        if let Err(error) = delivery.ack(Default::default()).await {
+                            tracing::warn!(%error, "could not ack the command after its result was confirmed");
+                        }
+                    }
+                    Err(error) => self.return_command(&delivery, error).await,
+                };
+            }
+        };
         let heartbeats = Heartbeats::new(
             self.publisher.clone(),
             self.topology.clone(),
             &command,
             attempt_headers(&command, trace_headers(&delivery)),
+            self.codec.clone(),
         );
         let running = self.in_flight.start(&command);
         let cancellation = running.cancellation().clone();
         let ctx = ActivityContext::running(&command, Arc::clone(&heartbeats), cancellation);
         let counted = crate::worker_metrics::InFlight::start(&self.activity);
-        let outcome = (self.handler)(ctx, input).await;
+        let outcome = match (self.handler)(ctx, input).await {
+            ActivityOutcome::Completed { output } => match self.codec.encode(output) {
+                Ok(output) => ActivityOutcome::Completed { output },
+                Err(error) => ActivityOutcome::Failed {
+                    error: ActivityError::permanent(
+                        "OutputNotEncoded",
+                        format!("the output cannot be encoded: {error}"),
+                    ),
+                },
+            },
+            failed => failed,
+        };
         drop(counted);
         // No heartbeat of this attempt after its result, and no cancel of it either.
         heartbeats.stop();

@@ -196,7 +196,8 @@ pub fn order() -> PaymentRequest {
         email: "ada@example.com".into(),
         amount_cents: 4200,
         currency: "EUR".into(),
-        card_number: "4242 4242 4242 4242".into(),
+        card_token: "tok_4f9a2c7e1b3d5a60".into(),
+        card_last4: "4242".into(),
     }
 }
 

@@ -55,6 +55,8 @@ pub(crate) struct ApiState {
     pub(crate) trace_url_template: Option<String>,
     pub(crate) metrics: Option<PrometheusHandle>,
     pub(crate) topology: Topology,
+    /// Shows payloads decoded when this process has the key (`SAGAFLOW_PAYLOAD_KEY`).
+    pub(crate) codec: sagaflow_codec::SharedCodec,
 }
 
 impl ApiState {
@@ -118,6 +120,7 @@ pub async fn serve(
         amqp: Mutex::new(None),
         token: settings.token,
         trace_url_template: settings.trace_url_template,
+        codec: sagaflow_codec::from_env().unwrap_or_else(|_| Arc::new(sagaflow_codec::Plain)),
         metrics: settings.metrics,
         topology,
     });

@@ -185,7 +185,7 @@ pub(crate) async fn get_saga(
     let Some(saga) = store::get_saga(&state.db, id).await? else {
         return Err(ApiError::NotFound(format!("no saga {id}")));
     };
-    let history = store::load_history(&state.db, id)
+    let history = store::load_history(&state.db, id, &*state.codec)
         .await?
         .into_iter()
         .map(|event| serde_json::to_value(event).unwrap_or(Value::Null))
@@ -213,8 +213,8 @@ pub(crate) async fn get_saga(
         .as_ref()
         .map(|template| template.replace("{trace_id}", &trace_id));
     Ok(Json(SagaDetail {
-        input: saga.input.clone(),
-        output: saga.output.clone(),
+        input: state.codec.reveal(saga.input.clone()),
+        output: saga.output.clone().map(|output| state.codec.reveal(output)),
         next_event_seq: saga.next_event_seq,
         summary: summary(saga),
         history,

@@ -2,11 +2,13 @@
 //! saga, take its live run from the cache or replay it, hand it the fact, commit what that
 //! recorded and caused. The message or timer that carried the fact is settled after the commit.
 
+use std::collections::VecDeque;
+
 use chrono::{DateTime, Utc};
 use sagaflow_amqp::OutgoingMessage;
 use sagaflow_contracts::{
-    headers, ActivityCancel, ActivityCommand, IdempotencyKey, SagaEvent, SagaFinished, SagaId,
-    SagaStatus,
+    error_kinds, headers, ActivityCancel, ActivityCommand, ActivityError, ActivityOutcome,
+    IdempotencyKey, SagaEvent, SagaFinished, SagaId, SagaStatus,
 };
 use sagaflow_engine::{
     Activation, Effect, Fact, FactRejected, ReplayError, Replayed, SagaEnd, SagaRun, TimerKey,
@@ -20,6 +22,11 @@ use crate::cache::CachedSaga;
 use crate::store::{self, ParkedFact, SagaUpdate, Tx};
 use crate::telemetry;
 use sagaflow_process::crash_point;
+
+/// How many times one activation may refuse commands that are too large before the rest are
+/// sent anyway: saga code that answers every refusal with another such command must not hold
+/// the transaction forever.
+const MAX_REFUSAL_ROUNDS: usize = 100;
 
 /// Where a saga's history stands when an activation is committed, and who waits for its end.
 pub(crate) struct Position {
@@ -176,7 +183,24 @@ impl Processor {
             }
             None => {
                 metrics::counter!(telemetry::REPLAYS).increment(1);
-                let history = store::load_history(&mut *tx, saga_id).await?;
+                let history =
+                    match store::load_history_decoded(&mut *tx, saga_id, &*self.codec).await {
+                        Ok(history) => history,
+                        Err(store::HistoryError::Database(e)) => return Err(e.into()),
+                        Err(unreadable) => {
+                            // Another replica may have the key; an operator resumes it once
+                            // this one does too.
+                            if let Some(parked) = parked(&fact) {
+                                store::park_fact(&mut tx, saga_id, &parked).await?;
+                            }
+                            if let Some(timer) = fired_timer {
+                                store::delete_timer(&mut tx, timer).await?;
+                            }
+                            self.park(tx, &position, &[], unreadable.to_string(), now)
+                                .await?;
+                            return Ok(Disposition::Ack);
+                        }
+                    };
                 match SagaRun::replay(
                     &self.registry,
                     saga_id,
@@ -270,8 +294,8 @@ impl Processor {
         &self,
         mut tx: Tx,
         position: &Position,
-        activation: Activation,
-        run: Option<SagaRun>,
+        mut activation: Activation,
+        mut run: Option<SagaRun>,
         fired_timer: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<(), ProcessError> {
@@ -279,6 +303,9 @@ impl Processor {
         if let Some(timer) = fired_timer {
             store::delete_timer(&mut tx, timer).await?;
         }
+        let mut commands = self
+            .command_messages(&mut tx, saga, &mut activation, run.as_mut(), now)
+            .await?;
         if let Some(error) = activation.stuck {
             return self
                 .park(tx, position, &activation.events, error.to_string(), now)
@@ -292,29 +319,9 @@ impl Processor {
         let mut armed = false;
         for effect in &activation.effects {
             match effect {
-                Effect::SendActivityCommand {
-                    step,
-                    activity,
-                    attempt,
-                    input,
-                    heartbeat_timeout_ms,
-                } => {
-                    let heartbeat_details = if *attempt > 1 {
-                        store::last_heartbeat_details(&mut tx, saga, *step).await?
-                    } else {
-                        None
-                    };
-                    let command = ActivityCommand {
-                        saga_id: saga,
-                        step: *step,
-                        activity: activity.clone(),
-                        attempt: *attempt,
-                        idempotency_key: IdempotencyKey::for_step(saga, *step),
-                        input: input.clone(),
-                        heartbeat_timeout_ms: *heartbeat_timeout_ms,
-                        heartbeat_details,
-                    };
-                    messages.push(self.activity_command(&command));
+                Effect::SendActivityCommand { .. } => {
+                    // Built (and size-checked) above, in the order of their effects.
+                    messages.extend(commands.pop_front());
                 }
                 Effect::ArmTimer {
                     key,
@@ -351,6 +358,9 @@ impl Processor {
             }
         }
         let (status, output, error) = outcome(activation.end.as_ref());
+        // As stored and sent to the caller: sensitive fields encrypted.
+        let output = self.encode(output)?;
+        let error = self.encode(error)?;
         if status.is_final() {
             store::cancel_all_timers(&mut tx, saga).await?;
             if let Some(reply) = self.reply(position, status, &output, &error) {
@@ -368,6 +378,7 @@ impl Processor {
             saga,
             position.next_event_seq,
             &activation.events,
+            &*self.codec,
             now,
             &messages,
             self.outbox_handover,
@@ -417,6 +428,133 @@ impl Processor {
         Ok(())
     }
 
+    /// The outbox messages of the activation's activity commands, in the order of their
+    /// effects. A command larger than `max_command_bytes` is never sent: its attempt fails at
+    /// once with kind `CommandTooLarge`, a fact recorded in the activation like any result (so
+    /// a replay sees the same failure whatever the limit is then), and what the saga code does
+    /// about it (compensate, fail, schedule something else) joins the activation too.
+    async fn command_messages(
+        &self,
+        tx: &mut Tx,
+        saga: SagaId,
+        activation: &mut Activation,
+        mut run: Option<&mut SagaRun>,
+        now: DateTime<Utc>,
+    ) -> Result<VecDeque<OutgoingMessage>, ProcessError> {
+        for _ in 0..MAX_REFUSAL_ROUNDS {
+            if activation.stuck.is_some() {
+                return Ok(VecDeque::new());
+            }
+            let mut messages = VecDeque::new();
+            let mut refused = Vec::new();
+            for (index, effect) in activation.effects.iter().enumerate() {
+                let Effect::SendActivityCommand {
+                    step,
+                    activity,
+                    attempt,
+                    ..
+                } = effect
+                else {
+                    continue;
+                };
+                let message = self.command_message(tx, saga, effect).await?;
+                if message.body.len() <= self.max_command_bytes || run.is_none() {
+                    messages.push_back(message);
+                    continue;
+                }
+                let reason = format!(
+                    "the command of {} bytes exceeds the limit of {} bytes (SAGAFLOW_MAX_COMMAND_BYTES); it was not sent",
+                    message.body.len(),
+                    self.max_command_bytes
+                );
+                tracing::warn!(%saga, step = step.0, activity, reason, "activity command refused");
+                refused.push((
+                    index,
+                    Fact::ActivityResult {
+                        step: *step,
+                        activity: Some(activity.clone()),
+                        attempt: *attempt,
+                        outcome: ActivityOutcome::Failed {
+                            error: ActivityError::permanent(error_kinds::COMMAND_TOO_LARGE, reason),
+                        },
+                    },
+                ));
+            }
+            let Some(run) = run.as_deref_mut().filter(|_| !refused.is_empty()) else {
+                return Ok(messages);
+            };
+            for (index, _) in refused.iter().rev() {
+                activation.effects.remove(*index);
+            }
+            for (_, fact) in refused {
+                match run.handle(fact, now) {
+                    Ok(Some(handled)) => activation.extend(handled),
+                    Ok(None) => {}
+                    Err(FactRejected(reason)) => {
+                        tracing::warn!(%saga, reason, "a refused command's failure does not fit the saga")
+                    }
+                }
+            }
+        }
+        // Saga code that keeps scheduling commands too large to send: send them after all and
+        // let the relay's parking of what the broker refuses deal with them.
+        tracing::warn!(%saga, "saga code keeps scheduling commands over the size limit");
+        let mut messages = VecDeque::new();
+        for effect in &activation.effects {
+            if matches!(effect, Effect::SendActivityCommand { .. }) {
+                messages.push_back(self.command_message(tx, saga, effect).await?);
+            }
+        }
+        Ok(messages)
+    }
+
+    /// The outbox message of a `SendActivityCommand` effect (with the step's last heartbeat
+    /// details from an attempt before).
+    async fn command_message(
+        &self,
+        tx: &mut Tx,
+        saga: SagaId,
+        effect: &Effect,
+    ) -> Result<OutgoingMessage, ProcessError> {
+        let Effect::SendActivityCommand {
+            step,
+            activity,
+            attempt,
+            input,
+            heartbeat_timeout_ms,
+        } = effect
+        else {
+            unreachable!("only called for SendActivityCommand effects")
+        };
+        let heartbeat_details = if *attempt > 1 {
+            store::last_heartbeat_details(tx, saga, *step).await?
+        } else {
+            None
+        };
+        let command = ActivityCommand {
+            saga_id: saga,
+            step: *step,
+            activity: activity.clone(),
+            attempt: *attempt,
+            idempotency_key: IdempotencyKey::for_step(saga, *step),
+            input: input.clone(),
+            heartbeat_timeout_ms: *heartbeat_timeout_ms,
+            heartbeat_details,
+        };
+        self.activity_command(&command)
+    }
+
+    /// `value` as the payload codec stores it.
+    fn encode(
+        &self,
+        value: Option<serde_json::Value>,
+    ) -> Result<Option<serde_json::Value>, ProcessError> {
+        value
+            .map(|value| self.codec.encode(value))
+            .transpose()
+            .map_err(|e| ProcessError::Codec(e.to_string()))
+    }
+
     /// Parks a saga whose code cannot go on (it no longer replays its history, panicked, or
     /// blocks), keeping `events` (the fact that found it so) in its history.
     pub(crate) async fn park(
@@ -427,7 +565,15 @@ impl Processor {
         reason: String,
         now: DateTime<Utc>,
     ) -> Result<(), ProcessError> {
-        store::append_events(&mut tx, position.saga, position.next_event_seq, events, now).await?;
+        store::append_events(
+            &mut tx,
+            position.saga,
+            position.next_event_seq,
+            events,
+            now,
+            &*self.codec,
+        )
+        .await?;
         let error = json!({ "reason": reason });
         let update = SagaUpdate {
             status: SagaStatus::Stuck,
@@ -485,14 +631,21 @@ impl Processor {
         }
     }
 
-    fn activity_command(&self, command: &ActivityCommand) -> OutgoingMessage {
+    /// The outbox message of `command`, its body encoded by the payload codec.
+    fn activity_command(&self, command: &ActivityCommand) -> Result<OutgoingMessage, ProcessError> {
         let ActivityCommand {
             saga_id,
             step,
             attempt,
             ..
         } = command;
-        OutgoingMessage {
+        let body = serde_json::to_value(command).expect("an ActivityCommand serializes");
+        let body = self
+            .codec
+            .encode(body)
+            .map_err(|e| ProcessError::Codec(e.to_string()))?;
+        let body = serde_json::to_vec(&body).expect("a JSON value serializes");
+        Ok(OutgoingMessage {
             exchange: String::new(),
             routing_key: self.topology.activity_queue(&command.activity),
             message_id: format!("{saga_id}/{step}/{attempt}"),
@@ -510,9 +663,9 @@ impl Processor {
             // The activation's span: the outbox relay's publish span continues it.
             .chain(sagaflow_process::trace_headers(&tracing::Span::current()))
             .collect(),
-            body: serde_json::to_vec(command).expect("an ActivityCommand serializes"),
+            body,
             ..Default::default()
-        }
+        })
     }
 }
 

@@ -49,6 +49,11 @@ pub struct Processor {
     /// Wakes the timer claimer after a commit that armed timers.
     pub(crate) timers_armed: Arc<Notify>,
     pub(crate) max_message_bytes: usize,
+    /// Commands larger than this fail their step instead of being sent (`CommandTooLarge`).
+    pub(crate) max_command_bytes: usize,
+    /// Encodes payloads where they are written (events, saga rows, outbox bodies) and decodes
+    /// those that arrive (starts, results, signals) and are replayed.
+    pub(crate) codec: sagaflow_codec::SharedCodec,
     /// Retries and timeouts of steps whose code sets none.
     pub(crate) defaults: ActivityOptions,
     /// How long a start of an unknown saga type is put back before it is dead-lettered.
@@ -299,6 +304,10 @@ pub(crate) enum ProcessError {
     /// During a rolling deploy a replica may not know a saga type yet; another one will.
     #[error("no saga type {0:?} is registered with this replica")]
     UnknownSagaType(String),
+    /// The payload codec could not encode a payload (it never fails for a JSON value that
+    /// fits in memory).
+    #[error("payload codec: {0}")]
+    Codec(String),
 }
 
 impl Processor {
@@ -319,6 +328,9 @@ impl ProcessError {
     /// Why the message can never be processed, if that is so: PostgreSQL refused its data
     /// (SQLSTATE class 22, e.g. a NUL character in JSON) or it exceeds a limit (class 54).
     pub(crate) fn permanent_reason(&self) -> Option<String> {
+        if let ProcessError::Codec(reason) = self {
+            return Some(format!("payload codec: {reason}"));
+        }
         let ProcessError::Database(sqlx::Error::Database(db)) = self else {
             return None;
         };

@@ -32,6 +32,7 @@ impl Processor {
         } else {
             sagaflow_contracts::decode::activity_result(&delivery.data).map_err(|e| e.to_string())
         };
+        let decoded = decoded.and_then(|result| self.decode_outcome(result));
         let result = match decoded {
             Ok(result) => result,
             Err(reason) => match attempt_from_headers(delivery) {
@@ -94,6 +95,20 @@ impl Processor {
         );
         self.advance(result.saga_id, fact(rejected(&reason)), None)
             .await
+    }
+}
+
+impl Processor {
+    /// `result` with its output decoded by the payload codec (a service with the key encrypts
+    /// sensitive fields of what it returns).
+    fn decode_outcome(&self, mut result: ActivityResult) -> Result<ActivityResult, String> {
+        if let ActivityOutcome::Completed { output } = &mut result.outcome {
+            *output = self
+                .codec
+                .decode(std::mem::take(output))
+                .map_err(|e| format!("the output: {e}"))?;
+        }
+        Ok(result)
     }
 }
 

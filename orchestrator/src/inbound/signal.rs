@@ -59,9 +59,13 @@ impl Processor {
                 )));
             }
         }
+        let payload = match self.codec.decode(signal.payload) {
+            Ok(payload) => payload,
+            Err(e) => return Ok(Disposition::DeadLetter(format!("the payload: {e}"))),
+        };
         let fact = Fact::Signal {
             name: signal.name,
-            payload: signal.payload,
+            payload,
             signal_id,
         };
         self.advance(saga_id, fact, None).await

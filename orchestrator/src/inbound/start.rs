@@ -20,9 +20,16 @@ impl Processor {
         &self,
         delivery: &Delivery,
     ) -> Result<Disposition, ProcessError> {
-        let start: StartSaga = match self.decode(delivery, sagaflow_contracts::decode::start_saga) {
-            Ok(start) => start,
-            Err(rejected) => return Ok(rejected),
+        let mut start: StartSaga =
+            match self.decode(delivery, sagaflow_contracts::decode::start_saga) {
+                Ok(start) => start,
+                Err(rejected) => return Ok(rejected),
+            };
+        // A client with the key may have encrypted sensitive fields; the saga code sees them
+        // in clear text.
+        start.input = match self.codec.decode(std::mem::take(&mut start.input)) {
+            Ok(input) => input,
+            Err(e) => return Ok(Disposition::DeadLetter(format!("the input: {e}"))),
         };
         let Some(definition) = self.registry.get(&start.saga_type) else {
             return Ok(self.unknown_saga_type(delivery, &start.saga_type));
@@ -127,10 +134,14 @@ impl Processor {
         let (reply_to, correlation_id) = reply;
         // Every later span of the saga continues this one (see `advance`).
         let trace_context = sagaflow_process::trace_headers(&tracing::Span::current());
+        let stored_input = match self.codec.encode(start.input.clone()) {
+            Ok(input) => input,
+            Err(e) => return Ok(Disposition::DeadLetter(format!("the input: {e}"))),
+        };
         let new_saga = NewSaga {
             id: saga_id,
             saga_type: &start.saga_type,
-            input: &start.input,
+            input: &stored_input,
             start_key: Some(&start_key),
             reply_to: reply_to.as_deref(),
             correlation_id: correlation_id.as_deref(),

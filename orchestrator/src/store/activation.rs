@@ -7,9 +7,12 @@ use chrono::{DateTime, Utc};
 use sagaflow_amqp::OutgoingMessage;
 use sagaflow_contracts::{SagaEvent, SagaId};
 
+use sagaflow_codec::PayloadCodec;
+
+use super::events::event_columns;
 use super::{SagaUpdate, Tx};
 
-/// Appends `events` from position `first_seq` on (recorded `at`), writes `messages` into the
+/// Appends `events` from position `first_seq` on (recorded `at`, stored as `codec` encodes them), writes `messages` into the
 /// outbox reserved for `handover` (the committing process publishes them right after the
 /// commit; other relays wait that long), and updates the saga row; returns the messages' outbox
 /// ids, in order.
@@ -21,19 +24,14 @@ pub async fn write_activation(
     saga: SagaId,
     first_seq: i64,
     events: &[SagaEvent],
+    codec: &dyn PayloadCodec,
     at: DateTime<Utc>,
     messages: &[OutgoingMessage],
     handover: std::time::Duration,
     update: SagaUpdate<'_>,
 ) -> Result<Vec<i64>, sqlx::Error> {
     let encode = |e: serde_json::Error| sqlx::Error::Encode(e.into());
-    let seqs: Vec<i64> = (0..events.len() as i64).map(|n| first_seq + n).collect();
-    let kinds: Vec<&str> = events.iter().map(SagaEvent::kind).collect();
-    let bodies = events
-        .iter()
-        .map(serde_json::to_value)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(encode)?;
+    let (seqs, kinds, bodies) = event_columns(first_seq, events, codec)?;
     let column = |field: fn(&OutgoingMessage) -> &String| -> Vec<&str> {
         messages.iter().map(|m| field(m).as_str()).collect()
     };

@@ -14,7 +14,7 @@ mod timers;
 mod visibility;
 
 pub use activation::write_activation;
-pub use events::{append_events, load_history};
+pub use events::{append_events, load_history, load_history_decoded, HistoryError};
 pub use outbox::{
     claim_outbox_batch, delete_outbox_rows, outbox_len, parked_outbox_rows, record_outbox_failure,
     unpark_outbox_rows, OutboxRow, ParkedOutboxRow,

@@ -41,8 +41,8 @@ enum Command {
         /// Wait until the saga has finished, then show it.
         #[arg(long)]
         wait: bool,
-        /// How long --wait waits, in seconds.
-        #[arg(long, default_value_t = 60)]
+        /// How long --wait waits, in seconds (at least 1).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
         timeout_secs: u64,
         #[command(flatten)]
         connection: Connection,
@@ -252,6 +252,8 @@ async fn run() -> anyhow::Result<()> {
             connection,
         } => {
             let input = serde_json::from_str(&input).context("--input is not JSON")?;
+            // With the key, sensitive fields are encrypted before they reach the broker.
+            let input = sagaflow_codec::from_env()?.encode(input)?;
             let message_id = uuid::Uuid::new_v4().to_string();
             let key = start_key.clone().unwrap_or_else(|| message_id.clone());
             let start = StartSaga {
@@ -458,7 +460,7 @@ async fn run() -> anyhow::Result<()> {
             };
             let saga_id = saga.id;
             if json {
-                let events = store::load_history(&pool, saga_id).await?;
+                let events = store::load_history(&pool, saga_id, &*payload_codec()).await?;
                 let mut out = saga_json(&saga);
                 out["history"] = serde_json::to_value(events)?;
                 println!("{}", serde_json::to_string_pretty(&out)?);
@@ -470,11 +472,18 @@ async fn run() -> anyhow::Result<()> {
     }
 }
 
+/// How this CLI shows payloads: decoded where `SAGAFLOW_PAYLOAD_KEY` is set and right,
+/// encrypted values shown as stored otherwise.
+fn payload_codec() -> sagaflow_codec::SharedCodec {
+    sagaflow_codec::from_env().unwrap_or_else(|_| std::sync::Arc::new(sagaflow_codec::Plain))
+}
+
 /// A saga's row as JSON, as `show --json` prints it (without the history).
 fn saga_json(saga: &SagaRow) -> serde_json::Value {
     serde_json::json!({
         "id": saga.id, "saga_type": saga.saga_type, "status": saga.status,
-        "start_key": saga.start_key, "input": saga.input, "output": saga.output,
+        "start_key": saga.start_key, "input": payload_codec().reveal(saga.input.clone()),
+        "output": saga.output.clone().map(|output| payload_codec().reveal(output)),
         "error": saga.error, "created_at": saga.created_at, "updated_at": saga.updated_at,
     })
 }
@@ -493,7 +502,7 @@ async fn watch(
         let Some(saga) = store::get_saga(pool, saga_id).await? else {
             bail!("no saga {saga_id}");
         };
-        let history = store::load_history(pool, saga_id).await?;
+        let history = store::load_history(pool, saga_id, &*payload_codec()).await?;
         for event in history.iter().skip(printed) {
             if json {
                 println!("{}", serde_json::to_string(event)?);
@@ -635,7 +644,7 @@ async fn print_outcome(connection: &Connection, outcome: &SagaFinished) {
         println!("start key  {key}");
     }
     if let Some(output) = &outcome.output {
-        println!("output     {output}");
+        println!("output     {}", payload_codec().reveal(output.clone()));
     }
     if let Some(error) = &outcome.error {
         println!("error      {error}");
@@ -652,7 +661,7 @@ async fn print_outcome(connection: &Connection, outcome: &SagaFinished) {
     if let Ok(Ok(pool)) = pool {
         if let Ok(Some(row)) = store::get_saga(&pool, saga_id).await {
             println!("history");
-            if let Ok(history) = store::load_history(&pool, row.id).await {
+            if let Ok(history) = store::load_history(&pool, row.id, &*payload_codec()).await {
                 for event in &history {
                     let _ = print_event(event);
                 }
@@ -714,15 +723,15 @@ async fn print_saga(pool: &PgPool, saga: &SagaRow) -> anyhow::Result<()> {
     println!("start key  {}", saga.start_key.as_deref().unwrap_or("-"));
     println!("started    {}", saga.created_at);
     println!("updated    {}", saga.updated_at);
-    println!("input      {}", saga.input);
+    println!("input      {}", payload_codec().reveal(saga.input.clone()));
     if let Some(output) = &saga.output {
-        println!("output     {output}");
+        println!("output     {}", payload_codec().reveal(output.clone()));
     }
     if let Some(error) = &saga.error {
         println!("error      {error}");
     }
     println!("history");
-    for event in store::load_history(pool, saga.id).await? {
+    for event in store::load_history(pool, saga.id, &*payload_codec()).await? {
         print_event(&event)?;
     }
     Ok(())

@@ -15,11 +15,14 @@ use sagaflow_contracts::{
 use sagaflow_orchestrator::store;
 use sqlx::PgPool;
 
-use super::Connection;
+use super::{payload_codec, Connection};
 
-/// Publishes `start` with a reply queue of its own and waits for its `SagaFinished`. The reply
-/// queue exists before the start is published, so the outcome cannot be missed; nothing but
-/// the broker is needed.
+/// Publishes `start` with a reply queue of its own and waits for its `SagaFinished`. Everything
+/// the wait needs is checked before the start is published, so a failed check never leaves a
+/// saga started behind the caller's back: the connection and confirm channel are open, the
+/// reply queue is declared and consumed (the outcome cannot be missed), and an orchestrator
+/// consumes the start queue (or the wait could only time out). Nothing but the broker is
+/// needed.
 pub async fn start_and_wait(
     connection: &Connection,
     start: &StartSaga,
@@ -32,8 +35,11 @@ pub async fn start_and_wait(
     let channel = amqp.create_channel().await?;
     let (reply_queue, mut replies) = sagaflow_amqp::reply_queue(&channel)
         .await
-        .context("cannot declare a reply queue")?;
-    let publisher = Publisher::open(&amqp).await?;
+        .context("cannot declare a reply queue; nothing was published")?;
+    let publisher = Publisher::open(&amqp)
+        .await
+        .context("cannot open a publishing channel; nothing was published")?;
+    check_start_queue_consumed(&amqp, &topology, timeout).await?;
     let message = OutgoingMessage {
         routing_key: topology.start_queue(),
         message_id: message_id.to_owned(),
@@ -68,6 +74,43 @@ pub async fn start_and_wait(
     })??;
     let _ = amqp.close(200, "done").await;
     Ok(outcome)
+}
+
+/// Fails unless an orchestrator consumes the start queue within `timeout` (one that is starting
+/// up gets that long). Checked on a channel of its own: a passive declare of a missing queue
+/// closes its channel.
+async fn check_start_queue_consumed(
+    amqp: &lapin::Connection,
+    topology: &Topology,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let queue = topology.start_queue();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let channel = amqp.create_channel().await?;
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let declared = channel
+            .queue_declare(&queue, passive, lapin::types::FieldTable::default())
+            .await
+            .with_context(|| {
+                format!("the start queue {queue} does not exist: has an orchestrator of this namespace ever run? Nothing was published")
+            })?;
+        let _ = channel.close(200, "checked").await;
+        if declared.consumer_count() > 0 {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "no orchestrator consumed {queue} within {timeout:?}, so --wait could only time \
+                 out; nothing was published (start without --wait to leave the start in the \
+                 queue until one runs)"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Asks the orchestrators to `action` saga `saga_id` (a message on the control queue).
@@ -146,7 +189,7 @@ pub async fn export(pool: &PgPool, saga_id: SagaId, out: Option<&Path>) -> anyho
     let exported = ExportedHistory {
         saga_id,
         saga_type: saga.saga_type,
-        history: store::load_history(pool, saga_id).await?,
+        history: store::load_history(pool, saga_id, &*payload_codec()).await?,
     };
     let text = serde_json::to_string_pretty(&exported)? + "\n";
     match out {
