@@ -110,6 +110,11 @@ pub fn otlp_metrics_interval() -> Option<Duration> {
 }
 
 fn otlp_metrics_configured() -> bool {
+    // The standard switch: `none` keeps metrics off OTLP (e.g. a trace-only collector such as
+    // Jaeger), while traces still go.
+    if std::env::var("OTEL_METRICS_EXPORTER").is_ok_and(|v| v.trim() == "none") {
+        return false;
+    }
     [
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
