@@ -380,6 +380,12 @@ impl Orchestrator {
                 failure.get_or_insert(Err(error));
             }
         }
+        // Nothing publishes on it any more: closed before the connection (see `consume`).
+        let _ = processor
+            .publisher()
+            .channel()
+            .close(200, "orchestrator stopping")
+            .await;
         match failure {
             Some(Err(error)) => Err(error),
             _ => Ok(()),

@@ -122,6 +122,14 @@ impl OutboxRelay {
     /// more. A database failure is logged and tried again at the next poll; a lost broker
     /// connection ends it with an error (the orchestrator connects again).
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), RelayError> {
+        let relayed = self.relay_until(shutdown).await;
+        // Closed here, with nothing in flight on it: a channel still open when its connection
+        // closes makes the AMQP client log an error at a clean stop.
+        let _ = self.publisher.channel().close(200, "relay stopped").await;
+        relayed
+    }
+
+    async fn relay_until(&mut self, shutdown: CancellationToken) -> Result<(), RelayError> {
         let mut declared = HashSet::new();
         let receiver = self.committed.receiver.clone();
         let mut committed = receiver.lock().await;
