@@ -288,8 +288,8 @@ impl Processor {
     }
 
     /// Records `activation` after `position`, writes its effects (outbox messages, timers),
-    /// updates the saga row and commits. Then the run goes (back) into the cache and the
-    /// relay and the timer claimer are woken.
+    /// updates the saga row and commits. Then the run goes (back) into the cache, the outbox
+    /// rows go to this process's relay, and the timer claimer is woken.
     pub(crate) async fn commit(
         &self,
         mut tx: Tx,
