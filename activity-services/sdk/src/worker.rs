@@ -69,6 +69,10 @@ pub enum WorkerError {
     /// broker is running, then start again.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// The TLS files for RabbitMQ ([`WorkerConfig::amqp_tls`]) cannot be used. Fix the file or
+    /// setting named, then start again.
+    #[error("RabbitMQ TLS: {0}")]
+    Tls(#[from] sagaflow_amqp::AmqpTlsError),
     /// RabbitMQ did not accept the connection in time
     /// ([`WorkerConfig::connect_timeout`]). Check that the broker is reachable, then start again.
     #[error("RabbitMQ at {url} did not accept a connection within {timeout:?}. Check AMQP_URL and that the broker is reachable")]
@@ -183,6 +187,8 @@ impl ActivityWorker {
     /// see [`WorkerError`].
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
         let activities = checked_activities(self.activities)?;
+        // Read once: a bad file stops the start, and every reconnection uses the same.
+        let tls = self.config.amqp_tls.load(&self.config.amqp_url)?;
         let mut attempt = 1;
         // The first connection must succeed (an unreachable broker at start-up is reported at
         // once); after that, a lost connection is waited out with backoff.
@@ -190,6 +196,7 @@ impl ActivityWorker {
         loop {
             let served = connect_and_serve(
                 &self.config,
+                &tls,
                 activities.clone(),
                 shutdown.clone(),
                 &mut connected,
@@ -251,6 +258,7 @@ const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
 /// One connection's life: connect, declare, consume until `shutdown` or a failure, close.
 async fn connect_and_serve(
     config: &WorkerConfig,
+    tls: &sagaflow_amqp::AmqpTls,
     activities: Vec<(String, ErasedHandler)>,
     shutdown: CancellationToken,
     connected_before: &mut bool,
@@ -261,7 +269,7 @@ async fn connect_and_serve(
     let attempt = || async {
         tokio::time::timeout(
             config.connect_timeout,
-            sagaflow_amqp::connect(&config.amqp_url, &config.service_name),
+            sagaflow_amqp::connect_with_tls(&config.amqp_url, &config.service_name, tls),
         )
         .await
         .map_err(|_| WorkerError::ConnectTimedOut {
