@@ -6,7 +6,7 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, ExchangeDeleteOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use sagaflow_amqp::{declare_core, OutgoingMessage, Publisher, QueueType};
+use sagaflow_amqp::{declare_core, AmqpTls, AmqpTlsArgs, OutgoingMessage, Publisher, QueueType};
 use sagaflow_contracts::{headers, payments, travel, StartSaga, Topology};
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -30,6 +30,8 @@ pub struct Deployment {
     database: String,
     log_dir: PathBuf,
     spawned: usize,
+    /// For the test's own connections.
+    amqp_tls: AmqpTls,
     /// Environment every process of this deployment gets on top of the usual (see `set_env`).
     extra_env: Vec<(String, String)>,
     /// Activity queues declared by raw activity services, deleted with the deployment.
@@ -55,12 +57,56 @@ pub struct DeadLetter {
     pub body: Vec<u8>,
 }
 
+/// The servers a [`Deployment`] runs on, and how to reach them.
+pub struct Servers {
+    /// A database where the deployment's own can be created.
+    pub admin_database_url: String,
+    pub amqp_url: String,
+    /// TLS files for RabbitMQ, given to every process as `SAGAFLOW_AMQP_*` and used by the
+    /// test's own connections.
+    pub amqp_tls: AmqpTlsArgs,
+}
+
+impl Servers {
+    /// The shared servers: `DATABASE_URL` and `AMQP_URL`, or the local defaults.
+    pub fn shared() -> Servers {
+        Servers {
+            admin_database_url: std::env::var("DATABASE_URL")
+                .unwrap_or_else(|_| DEFAULT_DATABASE_URL.into()),
+            amqp_url: std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into()),
+            amqp_tls: AmqpTlsArgs::default(),
+        }
+    }
+}
+
 impl Deployment {
+    /// A deployment on the shared servers.
     pub async fn new() -> Deployment {
+        Deployment::on(Servers::shared()).await
+    }
+
+    /// A deployment on `servers` (e.g. [`LocalPostgres`](crate::LocalPostgres) and
+    /// [`LocalRabbitMq`](crate::LocalRabbitMq) of the test's own).
+    pub async fn on(servers: Servers) -> Deployment {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let admin_database_url =
-            std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
-        let amqp_url = std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into());
+        let Servers {
+            admin_database_url,
+            amqp_url,
+            amqp_tls: amqp_tls_args,
+        } = servers;
+        let amqp_tls = amqp_tls_args
+            .load(&amqp_url)
+            .expect("the test's RabbitMQ TLS files can be used");
+        let mut extra_env = Vec::new();
+        for (key, path) in [
+            ("SAGAFLOW_AMQP_CA_FILE", &amqp_tls_args.ca_file),
+            ("SAGAFLOW_AMQP_CLIENT_CERT", &amqp_tls_args.client_cert),
+            ("SAGAFLOW_AMQP_CLIENT_KEY", &amqp_tls_args.client_key),
+        ] {
+            if let Some(path) = path {
+                extra_env.push((key.to_owned(), path.display().to_string()));
+            }
+        }
         let database = format!("sagaflow_e2e_{id}");
         let mut admin = PgConnection::connect(&admin_database_url)
             .await
@@ -85,7 +131,7 @@ impl Deployment {
 
         let namespace = format!("e2e-{}", &id[..12]);
         let topology = Topology::new(&namespace).expect("the namespace is valid");
-        let amqp = sagaflow_amqp::connect(&amqp_url, "sagaflow-e2e")
+        let amqp = sagaflow_amqp::connect_with_tls(&amqp_url, "sagaflow-e2e", &amqp_tls)
             .await
             .expect("RabbitMQ is reachable at AMQP_URL");
         // Declared up front so that start messages can be published before the orchestrator runs.
@@ -115,7 +161,8 @@ impl Deployment {
             database,
             log_dir,
             spawned: 0,
-            extra_env: Vec::new(),
+            amqp_tls,
+            extra_env,
             raw_queues: Vec::new(),
         }
     }
@@ -545,6 +592,7 @@ impl Drop for Deployment {
             self.topology.activity_cancels_exchange(),
         ];
         let amqp_url = self.amqp_url.clone();
+        let amqp_tls = self.amqp_tls.clone();
         let admin_url = self.admin_database_url.clone();
         let database = self.database.clone();
         let db = self.db.clone();
@@ -561,7 +609,10 @@ impl Drop for Deployment {
                 .unwrap();
             runtime.block_on(async move {
                 db.close().await;
-                if let Ok(amqp) = sagaflow_amqp::connect(&amqp_url, "sagaflow-e2e-cleanup").await {
+                if let Ok(amqp) =
+                    sagaflow_amqp::connect_with_tls(&amqp_url, "sagaflow-e2e-cleanup", &amqp_tls)
+                        .await
+                {
                     if let Ok(channel) = amqp.create_channel().await {
                         for queue in &queues {
                             let _ = channel

@@ -7,6 +7,7 @@
 mod browser;
 mod deployment;
 mod http;
+mod local_servers;
 mod otlp;
 mod process;
 mod python;
@@ -15,8 +16,9 @@ pub mod test_sagas;
 mod wait;
 
 pub use browser::Browser;
-pub use deployment::{payment, DeadLetter, Deployment, Recorded};
+pub use deployment::{payment, DeadLetter, Deployment, Recorded, Servers};
 pub use http::{free_port, ApiClient, ApiResponse};
+pub use local_servers::{LocalPostgres, LocalRabbitMq, RabbitMqOptions, TempDir, TestCertificates};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use process::{Bin, Service};
 pub use python::{python_example_dir, run_python, venv_python, PythonService};
