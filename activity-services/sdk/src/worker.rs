@@ -764,6 +764,10 @@ impl ActivityQueue {
             error,
             PublishError::Channel { .. } | PublishError::Unroutable { .. }
         );
+        // A nack (after a pause): connect again as well. RabbitMQ (seen with 3.10) can keep
+        // nacking on a channel that published to a quorum queue while its leader moved to another
+        // node, when a new channel publishes to it fine.
+        let nacked = matches!(error, PublishError::Nacked { .. });
         if !broken {
             tokio::time::sleep(REFUSED_REPLY_BACKOFF).await;
         }
@@ -774,7 +778,7 @@ impl ActivityQueue {
         if let Err(nack_error) = delivery.nack(requeue).await {
             tracing::warn!(%nack_error, "could not return the command; the broker returns it when the channel closes");
         }
-        if broken {
+        if broken || nacked {
             self.failure.fail(WorkerError::Reply(error));
         }
     }
