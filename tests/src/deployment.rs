@@ -32,6 +32,8 @@ pub struct Deployment {
     spawned: usize,
     /// For the test's own connections.
     amqp_tls: AmqpTls,
+    /// See [`Servers::own_broker`].
+    own_broker: bool,
     /// Environment every process of this deployment gets on top of the usual (see `set_env`).
     extra_env: Vec<(String, String)>,
     /// Activity queues declared by raw activity services, deleted with the deployment.
@@ -65,6 +67,9 @@ pub struct Servers {
     /// TLS files for RabbitMQ, given to every process as `SAGAFLOW_AMQP_*` and used by the
     /// test's own connections.
     pub amqp_tls: AmqpTlsArgs,
+    /// The broker is the test's own and goes away with it: the deployment deletes nothing on
+    /// it (a cluster that lost a node would keep the deletion waiting).
+    pub own_broker: bool,
 }
 
 impl Servers {
@@ -75,6 +80,7 @@ impl Servers {
                 .unwrap_or_else(|_| DEFAULT_DATABASE_URL.into()),
             amqp_url: std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into()),
             amqp_tls: AmqpTlsArgs::default(),
+            own_broker: false,
         }
     }
 }
@@ -93,6 +99,7 @@ impl Deployment {
             admin_database_url,
             amqp_url,
             amqp_tls: amqp_tls_args,
+            own_broker,
         } = servers;
         let amqp_tls = amqp_tls_args
             .load(&amqp_url)
@@ -162,6 +169,7 @@ impl Deployment {
             log_dir,
             spawned: 0,
             amqp_tls,
+            own_broker,
             extra_env,
             raw_queues: Vec::new(),
         }
@@ -593,6 +601,7 @@ impl Drop for Deployment {
         ];
         let amqp_url = self.amqp_url.clone();
         let amqp_tls = self.amqp_tls.clone();
+        let own_broker = self.own_broker;
         let admin_url = self.admin_database_url.clone();
         let database = self.database.clone();
         let db = self.db.clone();
@@ -609,10 +618,17 @@ impl Drop for Deployment {
                 .unwrap();
             runtime.block_on(async move {
                 db.close().await;
-                if let Ok(amqp) =
-                    sagaflow_amqp::connect_with_tls(&amqp_url, "sagaflow-e2e-cleanup", &amqp_tls)
-                        .await
-                {
+                let amqp = match own_broker {
+                    true => None,
+                    false => sagaflow_amqp::connect_with_tls(
+                        &amqp_url,
+                        "sagaflow-e2e-cleanup",
+                        &amqp_tls,
+                    )
+                    .await
+                    .ok(),
+                };
+                if let Some(amqp) = amqp {
                     if let Ok(channel) = amqp.create_channel().await {
                         for queue in &queues {
                             let _ = channel

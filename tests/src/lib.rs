@@ -18,7 +18,9 @@ mod wait;
 pub use browser::Browser;
 pub use deployment::{payment, DeadLetter, Deployment, Recorded, Servers};
 pub use http::{free_port, ApiClient, ApiResponse};
-pub use local_servers::{LocalPostgres, LocalRabbitMq, RabbitMqOptions, TempDir, TestCertificates};
+pub use local_servers::{
+    LocalPostgres, LocalRabbitMq, LocalRabbitMqCluster, RabbitMqOptions, TempDir, TestCertificates,
+};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use process::{Bin, Service};
 pub use python::{python_example_dir, run_python, venv_python, PythonService};

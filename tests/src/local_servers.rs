@@ -395,7 +395,11 @@ impl LocalRabbitMq {
     }
 
     fn rabbitmqctl_command(&self) -> Command {
-        let mut command = Command::new(self.bin.join("rabbitmqctl"));
+        self.tool_command("rabbitmqctl")
+    }
+
+    fn tool_command(&self, tool: &str) -> Command {
+        let mut command = Command::new(self.bin.join(tool));
         command
             .env("HOME", &self.home)
             .args(["-n", &self.node])
@@ -405,15 +409,21 @@ impl LocalRabbitMq {
 
     /// Runs `rabbitmqctl -n <node> <args>`; fails the test if it fails.
     pub async fn rabbitmqctl(&self, args: &[&str]) -> String {
-        let mut command = tokio::process::Command::from(self.rabbitmqctl_command());
+        self.run_tool("rabbitmqctl", args).await
+    }
+
+    /// Runs `<tool> -n <node> <args>` (`rabbitmq-queues`, `rabbitmq-diagnostics`, …); fails the
+    /// test if it fails.
+    pub async fn run_tool(&self, tool: &str, args: &[&str]) -> String {
+        let mut command = tokio::process::Command::from(self.tool_command(tool));
         command.args(args).kill_on_drop(true);
         let output = tokio::time::timeout(START_TIMEOUT, command.output())
             .await
-            .unwrap_or_else(|_| panic!("rabbitmqctl {args:?} on {} timed out", self.node))
-            .expect("rabbitmqctl runs");
+            .unwrap_or_else(|_| panic!("{tool} {args:?} on {} timed out", self.node))
+            .unwrap_or_else(|e| panic!("{tool} does not run: {e}"));
         assert!(
             output.status.success(),
-            "rabbitmqctl {args:?} on {} failed: {}{}",
+            "{tool} {args:?} on {} failed: {}{}",
             self.node,
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
@@ -443,6 +453,60 @@ impl Drop for LocalRabbitMq {
     fn drop(&mut self) {
         // Its directory goes next: nothing of it needs to be kept.
         stop_child(&mut self.child, libc::SIGKILL);
+    }
+}
+
+/// A RabbitMQ cluster of the test's own: nodes on loopback with distinct names and ports, one
+/// Erlang cookie, joined with `rabbitmqctl join_cluster`. Quorum queues declared on it have a
+/// member on every node.
+pub struct LocalRabbitMqCluster {
+    pub nodes: Vec<LocalRabbitMq>,
+    // Last: the nodes stop first.
+    _cookie_home: TempDir,
+}
+
+impl LocalRabbitMqCluster {
+    /// Starts `size` nodes (plain AMQP) and joins the others to the first.
+    pub async fn start(size: usize) -> LocalRabbitMqCluster {
+        let cookie_home = TempDir::new("sagaflow-cluster-home");
+        // Written before any node starts: nodes starting together would each make their own.
+        let cookie = cookie_home.path().join(".erlang.cookie");
+        std::fs::write(&cookie, uuid::Uuid::new_v4().simple().to_string()).unwrap();
+        std::fs::set_permissions(&cookie, std::fs::Permissions::from_mode(0o400)).unwrap();
+        let nodes = futures::future::join_all((0..size).map(|_| {
+            LocalRabbitMq::start(RabbitMqOptions {
+                name_prefix: "sagaflow-cluster",
+                tls: None,
+                cookie_home: Some(cookie_home.path()),
+            })
+        }))
+        .await;
+        let first = nodes[0].node.clone();
+        for node in &nodes[1..] {
+            node.rabbitmqctl(&["stop_app"]).await;
+            node.rabbitmqctl(&["join_cluster", &first]).await;
+            node.rabbitmqctl(&["start_app"]).await;
+        }
+        let status = nodes[0]
+            .rabbitmqctl(&["cluster_status", "--formatter", "json"])
+            .await;
+        let status: serde_json::Value =
+            serde_json::from_str(&status).expect("cluster_status prints JSON");
+        let running = status["running_nodes"].as_array().map_or(0, Vec::len);
+        assert_eq!(running, size, "not every node joined: {status}");
+        LocalRabbitMqCluster {
+            nodes,
+            _cookie_home: cookie_home,
+        }
+    }
+
+    /// Every node's URL, separated by commas: what a process is given to fail over.
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(LocalRabbitMq::url)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 

@@ -34,6 +34,7 @@ async fn a_payment_saga_runs_over_tls_and_nothing_connects_without_it() {
             client_cert: Some(certs.client_cert.clone()),
             client_key: Some(certs.client_key.clone()),
         },
+        own_broker: true,
     })
     .await;
     assert!(deployment.database_url.contains("sslmode=verify-full"));
