@@ -17,7 +17,8 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// The RabbitMQ broker.
+    /// The RabbitMQ broker: one URL, or the nodes of a cluster separated by commas (tried in
+    /// turn). `amqps://` for TLS.
     #[arg(
         long,
         env = "AMQP_URL",
@@ -26,6 +27,11 @@ pub struct Config {
         hide_default_value = true
     )]
     pub amqp_url: String,
+
+    /// TLS to RabbitMQ: a CA file, a client certificate. (TLS to PostgreSQL is set in the URL:
+    /// `sslmode=verify-full&sslrootcert=<CA file>`.)
+    #[command(flatten)]
+    pub amqp_tls: sagaflow_amqp::AmqpTlsArgs,
 
     /// Prefix of every queue and exchange name, so deployments can share a broker.
     #[arg(long, env = "SAGAFLOW_NAMESPACE", default_value = "sagaflow")]

@@ -1,7 +1,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sagaflow_amqp::{consume, declare_core, declare_dead_letter_watch, declare_queue, Publisher};
+use sagaflow_amqp::{
+    consume, declare_core, declare_dead_letter_watch, declare_queue, AmqpTls, Publisher,
+};
 use sagaflow_contracts::{InvalidName, Topology};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -35,6 +37,9 @@ pub enum OrchestratorError {
     /// RabbitMQ is unreachable.
     #[error(transparent)]
     Broker(#[from] sagaflow_amqp::ConnectError),
+    /// The TLS files for RabbitMQ cannot be used: fix the setting named.
+    #[error("RabbitMQ TLS: {0}")]
+    AmqpTls(#[from] sagaflow_amqp::AmqpTlsError),
     /// RabbitMQ did not accept a connection in time (`SAGAFLOW_CONNECT_TIMEOUT_SECS`). Check that
     /// the broker is reachable.
     #[error("RabbitMQ at {url} did not accept a connection within {timeout:?}. Check AMQP_URL and that the broker is reachable")]
@@ -75,11 +80,13 @@ impl OrchestratorError {
 
 fn api_settings(
     config: &Config,
+    amqp_tls: &AmqpTls,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> crate::api::ApiSettings {
     crate::api::ApiSettings {
         database_url: config.database_url.clone(),
         amqp_url: config.amqp_url.clone(),
+        amqp_tls: amqp_tls.clone(),
         token: config.api_token.clone().filter(|t| !t.is_empty()),
         trace_url_template: config.trace_url_template.clone(),
         namespace: config.namespace.clone(),
@@ -111,14 +118,21 @@ impl Orchestrator {
         shutdown: CancellationToken,
     ) -> Result<(), OrchestratorError> {
         let metrics = crate::telemetry::install(config.api_addr.is_some());
+        // Read once: a bad file stops the start, and every reconnection uses the same.
+        let amqp_tls = config.amqp_tls.load(&config.amqp_url)?;
         let stop_api = CancellationToken::new();
         let api = match config.api_addr {
             Some(addr) => Some(
-                crate::api::serve(addr, api_settings(&config, metrics), stop_api.clone()).await?,
+                crate::api::serve(
+                    addr,
+                    api_settings(&config, &amqp_tls, metrics),
+                    stop_api.clone(),
+                )
+                .await?,
             ),
             None => None,
         };
-        let result = self.run_connected(&config, shutdown).await;
+        let result = self.run_connected(&config, &amqp_tls, shutdown).await;
         stop_api.cancel();
         if let Some(api) = api {
             let _ = api.await;
@@ -134,6 +148,7 @@ impl Orchestrator {
     async fn run_connected(
         &self,
         config: &Config,
+        amqp_tls: &AmqpTls,
         shutdown: CancellationToken,
     ) -> Result<(), OrchestratorError> {
         let topology = Topology::new(&config.namespace)?;
@@ -152,7 +167,9 @@ impl Orchestrator {
         if let Some(every) = sagaflow_process::otlp_metrics_interval() {
             tokio::spawn(export_stored_gauges(pool.clone(), every, stop_gauges));
         }
-        let mut connection = self.connect_broker(config, &shutdown, false).await?;
+        let mut connection = self
+            .connect_broker(config, amqp_tls, &shutdown, false)
+            .await?;
         let mut processor: Option<Arc<Processor>> = None;
         let mut consume_starts = 1;
         loop {
@@ -196,7 +213,9 @@ impl Orchestrator {
             if shutdown.is_cancelled() {
                 return Ok(());
             }
-            connection = self.connect_broker(config, &shutdown, true).await?;
+            connection = self
+                .connect_broker(config, amqp_tls, &shutdown, true)
+                .await?;
         }
     }
 
@@ -206,6 +225,7 @@ impl Orchestrator {
     async fn connect_broker(
         &self,
         config: &Config,
+        amqp_tls: &AmqpTls,
         shutdown: &CancellationToken,
         wait: bool,
     ) -> Result<Option<Arc<lapin::Connection>>, OrchestratorError> {
@@ -214,7 +234,11 @@ impl Orchestrator {
         let attempt = || async {
             match tokio::time::timeout(
                 timeout,
-                sagaflow_amqp::connect(&config.amqp_url, "sagaflow-orchestrator"),
+                sagaflow_amqp::connect_with_tls(
+                    &config.amqp_url,
+                    "sagaflow-orchestrator",
+                    amqp_tls,
+                ),
             )
             .await
             {

@@ -7,7 +7,7 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, ExchangeDeleteOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use sagaflow_amqp::{declare_core, OutgoingMessage, Publisher, QueueType};
+use sagaflow_amqp::{declare_core, AmqpTls, AmqpTlsArgs, OutgoingMessage, Publisher, QueueType};
 use sagaflow_contracts::{headers, payments, travel, StartSaga, Topology};
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -31,6 +31,10 @@ pub struct Deployment {
     database: String,
     log_dir: PathBuf,
     spawned: usize,
+    /// For the test's own connections.
+    amqp_tls: AmqpTls,
+    /// See [`Servers::own_broker`].
+    own_broker: bool,
     /// Environment every process of this deployment gets on top of the usual (see `set_env`).
     extra_env: Vec<(String, String)>,
     /// Activity queues declared by raw activity services, deleted with the deployment.
@@ -66,22 +70,73 @@ pub struct DeadLetter {
     pub body: Vec<u8>,
 }
 
+/// The servers a [`Deployment`] runs on, and how to reach them.
+pub struct Servers {
+    /// A database where the deployment's own can be created.
+    pub admin_database_url: String,
+    pub amqp_url: String,
+    /// TLS files for RabbitMQ, given to every process as `SAGAFLOW_AMQP_*` and used by the
+    /// test's own connections.
+    pub amqp_tls: AmqpTlsArgs,
+    /// The broker is the test's own and goes away with it: the deployment deletes nothing on
+    /// it (a cluster that lost a node would keep the deletion waiting).
+    pub own_broker: bool,
+}
+
+impl Servers {
+    /// The shared servers: `DATABASE_URL` and `AMQP_URL`, or the local defaults.
+    pub fn shared() -> Servers {
+        Servers {
+            admin_database_url: std::env::var("DATABASE_URL")
+                .unwrap_or_else(|_| DEFAULT_DATABASE_URL.into()),
+            amqp_url: std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into()),
+            amqp_tls: AmqpTlsArgs::default(),
+            own_broker: false,
+        }
+    }
+}
+
 impl Deployment {
-    /// A deployment on the servers at `DATABASE_URL` and `AMQP_URL` (the shared ones).
+    /// A deployment on the shared servers.
     pub async fn new() -> Deployment {
-        let admin_database_url =
-            std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
-        let amqp_url = std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into());
-        Deployment::on_servers(&admin_database_url, &amqp_url).await
+        Deployment::on(Servers::shared()).await
     }
 
     /// A deployment on the PostgreSQL server of `admin_database_url` (a database on it that
     /// may create databases) and the RabbitMQ broker at `amqp_url`, e.g. a
     /// [`LocalPostgres`](crate::LocalPostgres) of the test's own.
     pub async fn on_servers(admin_database_url: &str, amqp_url: &str) -> Deployment {
+        Deployment::on(Servers {
+            admin_database_url: admin_database_url.to_owned(),
+            amqp_url: amqp_url.to_owned(),
+            ..Servers::shared()
+        })
+        .await
+    }
+
+    /// A deployment on `servers` (e.g. [`LocalTlsPostgres`](crate::LocalTlsPostgres) and
+    /// [`LocalRabbitMq`](crate::LocalRabbitMq) of the test's own).
+    pub async fn on(servers: Servers) -> Deployment {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let admin_database_url = admin_database_url.to_owned();
-        let amqp_url = amqp_url.to_owned();
+        let Servers {
+            admin_database_url,
+            amqp_url,
+            amqp_tls: amqp_tls_args,
+            own_broker,
+        } = servers;
+        let amqp_tls = amqp_tls_args
+            .load(&amqp_url)
+            .expect("the test's RabbitMQ TLS files can be used");
+        let mut extra_env = Vec::new();
+        for (key, path) in [
+            ("SAGAFLOW_AMQP_CA_FILE", &amqp_tls_args.ca_file),
+            ("SAGAFLOW_AMQP_CLIENT_CERT", &amqp_tls_args.client_cert),
+            ("SAGAFLOW_AMQP_CLIENT_KEY", &amqp_tls_args.client_key),
+        ] {
+            if let Some(path) = path {
+                extra_env.push((key.to_owned(), path.display().to_string()));
+            }
+        }
         let database = format!("sagaflow_e2e_{id}");
         let mut admin = PgConnection::connect(&admin_database_url)
             .await
@@ -106,7 +161,7 @@ impl Deployment {
 
         let namespace = format!("e2e-{}", &id[..12]);
         let topology = Topology::new(&namespace).expect("the namespace is valid");
-        let amqp = sagaflow_amqp::connect(&amqp_url, "sagaflow-e2e")
+        let amqp = sagaflow_amqp::connect_with_tls(&amqp_url, "sagaflow-e2e", &amqp_tls)
             .await
             .expect("RabbitMQ is reachable at AMQP_URL");
         // Declared up front so that start messages can be published before the orchestrator runs.
@@ -136,7 +191,9 @@ impl Deployment {
             database,
             log_dir,
             spawned: 0,
-            extra_env: Vec::new(),
+            amqp_tls,
+            own_broker,
+            extra_env,
             raw_queues: Vec::new(),
             process_urls: None,
         }
@@ -676,6 +733,8 @@ impl Drop for Deployment {
             self.topology.activity_cancels_exchange(),
         ];
         let amqp_url = self.amqp_url.clone();
+        let amqp_tls = self.amqp_tls.clone();
+        let own_broker = self.own_broker;
         let admin_url = self.admin_database_url.clone();
         let database = self.database.clone();
         let db = self.db.clone();
@@ -692,7 +751,17 @@ impl Drop for Deployment {
                 .unwrap();
             runtime.block_on(async move {
                 db.close().await;
-                if let Ok(amqp) = sagaflow_amqp::connect(&amqp_url, "sagaflow-e2e-cleanup").await {
+                let amqp = match own_broker {
+                    true => None,
+                    false => sagaflow_amqp::connect_with_tls(
+                        &amqp_url,
+                        "sagaflow-e2e-cleanup",
+                        &amqp_tls,
+                    )
+                    .await
+                    .ok(),
+                };
+                if let Some(amqp) = amqp {
                     if let Ok(channel) = amqp.create_channel().await {
                         for queue in &queues {
                             let _ = channel

@@ -9,6 +9,7 @@ mod browser;
 mod deployment;
 mod http;
 mod local_postgres;
+mod local_servers;
 mod otlp;
 mod process;
 mod proxy;
@@ -18,9 +19,13 @@ pub mod test_sagas;
 mod wait;
 
 pub use browser::Browser;
-pub use deployment::{payment, DeadLetter, Deployment, Recorded, ServerProxies};
+pub use deployment::{payment, DeadLetter, Deployment, Recorded, ServerProxies, Servers};
 pub use http::{free_port, ApiClient, ApiResponse};
 pub use local_postgres::{LocalPostgres, StopMode};
+pub use local_servers::{
+    LocalRabbitMq, LocalRabbitMqCluster, LocalTlsPostgres, RabbitMqOptions, TempDir,
+    TestCertificates,
+};
 pub use otlp::{OtlpReceiver, ReceivedPoint, ReceivedSpan};
 pub use process::{Bin, Service};
 pub use proxy::{Fault, Proxy};

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sagaflow_amqp::QueueType;
+use sagaflow_amqp::{AmqpTlsArgs, QueueType};
 use sagaflow_contracts::{InvalidName, Topology, DEFAULT_MAX_MESSAGE_BYTES};
 
 /// How long [`ActivityWorker::run`](crate::ActivityWorker::run) waits for RabbitMQ to accept the
@@ -18,8 +18,11 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct WorkerConfig {
     /// Names this service in logs and in the broker's connection list, e.g. `"charger"`.
     pub service_name: String,
-    /// The RabbitMQ URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    /// The RabbitMQ URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`; `amqps://` for TLS;
+    /// several separated by commas (the nodes of a cluster, tried in turn).
     pub amqp_url: String,
+    /// A CA file and a client certificate for `amqps://`, read when the worker starts.
+    pub amqp_tls: AmqpTlsArgs,
     /// The queue names of the deployment (its namespace).
     pub topology: Topology,
     /// How many commands of each activity run at the same time; also the prefetch per queue.
@@ -50,6 +53,7 @@ impl WorkerConfig {
         WorkerConfig {
             service_name: service_name.into(),
             amqp_url: amqp_url.into(),
+            amqp_tls: AmqpTlsArgs::default(),
             topology,
             concurrency: 16,
             queue_type: QueueType::Quorum,
@@ -67,6 +71,7 @@ impl std::fmt::Debug for WorkerConfig {
         f.debug_struct("WorkerConfig")
             .field("service_name", &self.service_name)
             .field("amqp_url", &sagaflow_amqp::redact(&self.amqp_url))
+            .field("amqp_tls", &self.amqp_tls)
             .field("namespace", &self.topology.namespace())
             .field("concurrency", &self.concurrency)
             .field("queue_type", &self.queue_type)
@@ -81,7 +86,7 @@ impl std::fmt::Debug for WorkerConfig {
 /// binary's arguments with `#[command(flatten)]`.
 #[derive(Clone, clap::Args)]
 pub struct WorkerArgs {
-    /// RabbitMQ URL.
+    /// RabbitMQ URL (`amqps://` for TLS), or the URLs of a cluster's nodes separated by commas.
     #[arg(
         long,
         env = "AMQP_URL",
@@ -90,6 +95,10 @@ pub struct WorkerArgs {
         hide_default_value = true
     )]
     pub amqp_url: String,
+
+    /// TLS to RabbitMQ: a CA file, a client certificate.
+    #[command(flatten)]
+    pub amqp_tls: AmqpTlsArgs,
 
     /// Prefix of every queue and exchange name; must match the orchestrator's.
     #[arg(
@@ -136,6 +145,7 @@ impl WorkerArgs {
             queue_type: self.queue_type,
             max_message_bytes: self.max_message_bytes,
             metrics_addr: self.metrics_addr,
+            amqp_tls: self.amqp_tls,
             ..WorkerConfig::new(service_name, self.amqp_url, self.topology)
         }
     }

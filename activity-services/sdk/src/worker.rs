@@ -72,6 +72,10 @@ pub enum WorkerError {
     /// broker is running, then start again.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// The TLS files for RabbitMQ ([`WorkerConfig::amqp_tls`]) cannot be used. Fix the file or
+    /// setting named, then start again.
+    #[error("RabbitMQ TLS: {0}")]
+    Tls(#[from] sagaflow_amqp::AmqpTlsError),
     /// RabbitMQ did not accept the connection in time
     /// ([`WorkerConfig::connect_timeout`]). Check that the broker is reachable, then start again.
     #[error("RabbitMQ at {url} did not accept a connection within {timeout:?}. Check AMQP_URL and that the broker is reachable")]
@@ -196,6 +200,8 @@ impl ActivityWorker {
     /// see [`WorkerError`].
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), WorkerError> {
         let activities = checked_activities(self.activities)?;
+        // Read once: a bad file stops the start, and every reconnection uses the same.
+        let tls = self.config.amqp_tls.load(&self.config.amqp_url)?;
         if self.config.payload_codec.is_none() {
             self.config.payload_codec =
                 Some(sagaflow_codec::from_env().map_err(WorkerError::PayloadCodec)?);
@@ -217,6 +223,7 @@ impl ActivityWorker {
         loop {
             let served = connect_and_serve(
                 &self.config,
+                &tls,
                 activities.clone(),
                 shutdown.clone(),
                 &mut connected,
@@ -278,6 +285,7 @@ const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
 /// One connection's life: connect, declare, consume until `shutdown` or a failure, close.
 async fn connect_and_serve(
     config: &WorkerConfig,
+    tls: &sagaflow_amqp::AmqpTls,
     activities: Vec<(String, ErasedHandler)>,
     shutdown: CancellationToken,
     connected_before: &mut bool,
@@ -288,7 +296,7 @@ async fn connect_and_serve(
     let attempt = || async {
         tokio::time::timeout(
             config.connect_timeout,
-            sagaflow_amqp::connect(&config.amqp_url, &config.service_name),
+            sagaflow_amqp::connect_with_tls(&config.amqp_url, &config.service_name, tls),
         )
         .await
         .map_err(|_| WorkerError::ConnectTimedOut {
@@ -881,6 +889,10 @@ impl ActivityQueue {
             error,
             PublishError::Channel { .. } | PublishError::Unroutable { .. }
         );
+        // A nack (after a pause): connect again as well. RabbitMQ (seen with 3.10) can keep
+        // nacking on a channel that published to a quorum queue while its leader moved to another
+        // node, when a new channel publishes to it fine.
+        let nacked = matches!(error, PublishError::Nacked { .. });
         if !broken {
             tokio::time::sleep(REFUSED_REPLY_BACKOFF).await;
         }
@@ -891,7 +903,7 @@ impl ActivityQueue {
         if let Err(nack_error) = delivery.nack(requeue).await {
             tracing::warn!(%nack_error, "could not return the command; the broker returns it when the channel closes");
         }
-        if broken {
+        if broken || nacked {
             self.failure.fail(WorkerError::Reply(error));
         }
     }

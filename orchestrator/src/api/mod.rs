@@ -38,6 +38,7 @@ const BACKEND_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct ApiSettings {
     pub database_url: String,
     pub amqp_url: String,
+    pub amqp_tls: sagaflow_amqp::AmqpTls,
     pub token: Option<String>,
     pub trace_url_template: Option<String>,
     /// Where operations (cancel, terminate, retry compensation, signal) are published.
@@ -50,6 +51,7 @@ pub struct ApiSettings {
 pub(crate) struct ApiState {
     pub(crate) db: PgPool,
     pub(crate) amqp_url: String,
+    pub(crate) amqp_tls: sagaflow_amqp::AmqpTls,
     pub(crate) amqp: Mutex<Option<Arc<lapin::Connection>>>,
     pub(crate) token: Option<String>,
     pub(crate) trace_url_template: Option<String>,
@@ -68,7 +70,7 @@ impl ApiState {
         }
         let connected = tokio::time::timeout(
             BACKEND_TIMEOUT,
-            sagaflow_amqp::connect(&self.amqp_url, "sagaflow-api"),
+            sagaflow_amqp::connect_with_tls(&self.amqp_url, "sagaflow-api", &self.amqp_tls),
         )
         .await
         .map_err(|_| ApiError::Unavailable("RabbitMQ did not answer in time".into()))?
@@ -117,6 +119,7 @@ pub async fn serve(
     let state = Arc::new(ApiState {
         db,
         amqp_url: settings.amqp_url,
+        amqp_tls: settings.amqp_tls,
         amqp: Mutex::new(None),
         token: settings.token,
         trace_url_template: settings.trace_url_template,

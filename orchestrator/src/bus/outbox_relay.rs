@@ -282,7 +282,13 @@ impl OutboxRelay {
             if let PublishError::Unroutable { routing_key } = &error {
                 declared.remove(routing_key);
             }
-            if matches!(error, PublishError::Channel { .. }) {
+            // A nack too: RabbitMQ (seen with 3.10) can keep nacking on a channel that published
+            // to a quorum queue while its leader moved to another node, when a new channel
+            // publishes to it fine.
+            if matches!(
+                error,
+                PublishError::Channel { .. } | PublishError::Nacked { .. }
+            ) {
                 broken = true;
             }
             let pause = retry_delay(row.attempts);
@@ -346,14 +352,21 @@ impl OutboxRelay {
     }
 
     /// Opens a new channel after the broker closed this one (a refused publish closes the
-    /// channel); fails when the connection itself is gone.
+    /// channel) or nacked on it, closing it if it is still open; fails when the connection
+    /// itself is gone.
     async fn reopen_channel(&mut self) -> Result<(), RelayError> {
         if !self.connection.status().connected() {
             return Err(RelayError::Broker(lapin::Error::InvalidConnectionState(
                 self.connection.status().state(),
             )));
         }
-        self.publisher = Publisher::open(&self.connection).await?;
+        let old = std::mem::replace(
+            &mut self.publisher,
+            Publisher::open(&self.connection).await?,
+        );
+        if old.channel().status().connected() {
+            let _ = old.channel().close(200, "replaced").await;
+        }
         Ok(())
     }
 }

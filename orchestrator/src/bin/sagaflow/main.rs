@@ -224,6 +224,16 @@ struct Connection {
     /// PostgreSQL holding the orchestrator's tables; needed by --wait.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     database_url: String,
+    #[command(flatten)]
+    amqp_tls: sagaflow_amqp::AmqpTlsArgs,
+}
+
+impl Connection {
+    /// A connection to the broker, with the TLS files (read and checked first).
+    async fn amqp(&self) -> anyhow::Result<sagaflow_amqp::Connection> {
+        let tls = self.amqp_tls.load(&self.amqp_url)?;
+        Ok(sagaflow_amqp::connect_with_tls(&self.amqp_url, "sagaflow-cli", &tls).await?)
+    }
 }
 
 /// Exits with the error printed once per cause (`Report`).
@@ -579,7 +589,7 @@ async fn dead_letters(
     let Some(message) = letter.republish_message() else {
         bail!("dead letter {id} does not say which queue it came from");
     };
-    let amqp = sagaflow_amqp::connect(&connection.amqp_url, "sagaflow-cli").await?;
+    let amqp = connection.amqp().await?;
     Publisher::open(&amqp)
         .await?
         .publish_confirmed(&message)
@@ -615,7 +625,7 @@ async fn publish_start(
     trace: Vec<(String, String)>,
 ) -> anyhow::Result<()> {
     let topology = Topology::new(&connection.namespace)?;
-    let amqp = sagaflow_amqp::connect(&connection.amqp_url, "sagaflow-cli").await?;
+    let amqp = connection.amqp().await?;
     let publisher = Publisher::open(&amqp).await?;
     let message = OutgoingMessage {
         exchange: String::new(),

@@ -31,7 +31,7 @@ pub async fn start_and_wait(
     trace: Vec<(String, String)>,
 ) -> anyhow::Result<SagaFinished> {
     let topology = Topology::new(&connection.namespace)?;
-    let amqp = sagaflow_amqp::connect(&connection.amqp_url, "sagaflow-cli").await?;
+    let amqp = connection.amqp().await?;
     let channel = amqp.create_channel().await?;
     let (reply_queue, mut replies) = sagaflow_amqp::reply_queue(&channel)
         .await
@@ -160,7 +160,7 @@ async fn publish(
     body: Vec<u8>,
     message_id: String,
 ) -> anyhow::Result<()> {
-    let amqp = sagaflow_amqp::connect(&connection.amqp_url, "sagaflow-cli").await?;
+    let amqp = connection.amqp().await?;
     let publisher = Publisher::open(&amqp).await?;
     let message = OutgoingMessage {
         routing_key: queue.clone(),
