@@ -119,11 +119,12 @@ fn pool_options(max_connections: u32, timeouts: DatabaseTimeouts) -> PgPoolOptio
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(timeouts.acquire)
-        // No ping before each use: sqlx already pings every connection it is given back (and
-        // the hook below first, with a deadline), so a pooled connection answered moments ago.
-        // One that died while idle (the server restarted) fails its first statement, is closed,
-        // and that message goes back to its queue. A round trip per transaction saved.
-        .test_before_acquire(false)
+        // A connection that failed while idle (the server restarted, a failover) is noticed
+        // before use. Without this ping, one that went silent while idle is handed out and its
+        // work waits for the work deadline; with several such connections the pool stayed
+        // exhausted for longer than a test's minute (network_faults.rs). Its round trip per
+        // transaction measured within the noise (BENCHMARKS.md).
+        .test_before_acquire(true)
         // sqlx pings every connection given back, without a deadline: one whose work was
         // abandoned at `timeouts.work` because its server went silent would hang there and keep
         // its place in the pool for good. Checked here first, with a deadline, and closed if
