@@ -114,11 +114,6 @@ fn error_lines(log: &str) -> Vec<&str> {
         .collect()
 }
 
-// Flaky today (about 1 run in 3): with every channel of ours closed before its connection,
-// lapin still sometimes logs `ERROR lapin::channels: Connection error error=invalid channel: N`
-// at a stop under load, in the orchestrator and in the SDK services alike (a frame for a channel
-// it has already forgotten). Run it with `--run-ignored only`.
-#[ignore = "lapin sometimes logs `invalid channel` at a stop under load"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_load_exits_zero_without_an_error_line_and_every_saga_finishes_once() {
     const SAGAS: usize = 12;
