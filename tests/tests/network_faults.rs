@@ -158,12 +158,13 @@ async fn sagas_finish_once_when_postgresql_connections_are_cut_and_delayed() {
     assert_none_exited(&mut running);
 }
 
-// Flaky after this round's merges (2 failures in 4 runs): in a failing run the orchestrators'
-// pools stay exhausted ("pool timed out while waiting for an open connection") for the whole
-// minute after the first stall, with only two works abandoned at the deadline, so two of each
-// pool's four connections are held somewhere without one. Not found yet; run it with
-// `--run-ignored only`.
-#[ignore = "flaky: a pool can stay exhausted after its open connections go silent"]
+// Ignored in the suite: it passes alone (66 s here), but failed in 2 of 4 runs next to the other
+// tests. Each stall leaves the silenced connections open on the server (the proxy keeps them;
+// an idle session has no timeout), about 20 per round: alone the server peaked at 47
+// connections, and with the rest of the suite beside it PostgreSQL's 100 are likely used up, so
+// the pools cannot open new ones ("pool timed out while waiting for an open connection" for the
+// whole minute). Run it alone with `--run-ignored only`.
+#[ignore = "run alone: it can exhaust the shared PostgreSQL's connections"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sagas_finish_once_when_open_postgresql_connections_go_silent() {
     let mut deployment = Deployment::new().await;
