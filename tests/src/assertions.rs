@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::{payment, wait_until, Deployment};
+use crate::{payment, wait_until, Deployment, Service};
 
 impl Deployment {
     /// Publishes `n` payments with start keys `<prefix>-<i>`, `batch` at a time every `every`,
@@ -126,5 +126,45 @@ impl Deployment {
             0,
             "nothing was dead-lettered"
         );
+    }
+
+    /// Waits until each payment saga of `keys` has completed, then checks one charge and one
+    /// receipt per saga, that the outbox empties, and that every process of `running` still runs
+    /// (it waited the fault out instead of exiting).
+    pub async fn assert_payments_done_and_running(
+        &self,
+        keys: &[String],
+        running: &mut [Service],
+        timeout: Duration,
+    ) {
+        for key in keys {
+            assert_eq!(self.wait_for_end(key, timeout).await, "completed", "{key}");
+        }
+        let n = keys.len() as i64;
+        assert_eq!(self.count("SELECT count(*) FROM charges").await, n);
+        assert_eq!(
+            self.count("SELECT count(DISTINCT order_id) FROM charges")
+                .await,
+            n
+        );
+        assert_eq!(self.count("SELECT count(*) FROM receipts").await, n);
+        wait_until("the outbox is empty", timeout, || async {
+            (self.count("SELECT count(*) FROM outbox").await == 0).then_some(())
+        })
+        .await;
+        assert_none_exited(running);
+    }
+}
+
+/// Fails if a process of `running` exited instead of waiting a fault out.
+pub fn assert_none_exited(running: &mut [Service]) {
+    for service in running.iter_mut() {
+        if let Some(status) = service.exited() {
+            panic!(
+                "{} exited ({status}) instead of waiting the fault out: {}",
+                service.bin.name(),
+                service.log_text()
+            );
+        }
     }
 }

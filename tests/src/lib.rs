@@ -18,6 +18,7 @@ mod raw_activity;
 pub mod test_sagas;
 mod wait;
 
+pub use assertions::assert_none_exited;
 pub use browser::Browser;
 pub use deployment::{payment, DeadLetter, Deployment, Recorded, ServerProxies, Servers};
 pub use http::{free_port, ApiClient, ApiResponse};

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use rand::Rng;
-use sagaflow_e2e::{Bin, Deployment, Fault, Service};
+use sagaflow_e2e::{assert_none_exited, Bin, Deployment, Fault, Service};
 use tokio::time::Instant;
 
 const SAGAS: usize = 200;
@@ -50,18 +50,6 @@ fn spawn_all(deployment: &mut Deployment) -> Vec<Service> {
     ];
     running.extend(deployment.spawn_activity_services());
     running
-}
-
-fn assert_none_exited(running: &mut [Service]) {
-    for service in running.iter_mut() {
-        if let Some(status) = service.exited() {
-            panic!(
-                "{} exited ({status}) instead of waiting the fault out: {}",
-                service.bin.name(),
-                service.log_text()
-            );
-        }
-    }
 }
 
 /// Holds `fault` on `proxy` for `length` (the fault's duration, not a wait for anything).

@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use sagaflow_e2e::{payment, wait_until, Bin, Deployment, Service};
+use sagaflow_e2e::{payment, wait_until, Bin, Deployment};
 
 const END: Duration = Duration::from_secs(120);
 const SAGAS: usize = 30;
@@ -45,37 +45,6 @@ async fn publish_sagas(deployment: &Deployment, prefix: &str) -> Vec<String> {
     keys
 }
 
-async fn assert_all_done_once(deployment: &Deployment, keys: &[String], running: &mut [Service]) {
-    for key in keys {
-        assert_eq!(
-            deployment.wait_for_end(key, END).await,
-            "completed",
-            "{key}"
-        );
-    }
-    let n = keys.len() as i64;
-    assert_eq!(deployment.count("SELECT count(*) FROM charges").await, n);
-    assert_eq!(
-        deployment
-            .count("SELECT count(DISTINCT order_id) FROM charges")
-            .await,
-        n
-    );
-    assert_eq!(deployment.count("SELECT count(*) FROM receipts").await, n);
-    wait_until("the outbox is empty", END, || async {
-        (deployment.count("SELECT count(*) FROM outbox").await == 0).then_some(())
-    })
-    .await;
-    for service in running.iter_mut() {
-        assert!(
-            service.exited().is_none(),
-            "{} exited: {}",
-            service.bin.name(),
-            service.log_text()
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_sagas_finish_once_when_rabbitmq_restarts_in_the_middle() {
     let mut deployment = Deployment::new().await;
@@ -103,7 +72,9 @@ async fn chaos_sagas_finish_once_when_rabbitmq_restarts_in_the_middle() {
     })
     .await;
 
-    assert_all_done_once(&deployment, &keys, &mut running).await;
+    deployment
+        .assert_payments_done_and_running(&keys, &mut running, END)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,5 +106,7 @@ async fn chaos_sagas_finish_once_when_postgresql_connections_are_cut() {
         assert!(cut > 0, "no connection of the test database was cut");
     }
 
-    assert_all_done_once(&deployment, &keys, &mut running).await;
+    deployment
+        .assert_payments_done_and_running(&keys, &mut running, END)
+        .await;
 }

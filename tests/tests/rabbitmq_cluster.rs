@@ -111,32 +111,7 @@ async fn chaos_sagas_finish_once_when_a_rabbitmq_cluster_node_is_killed() {
         keys.push(key);
     }
 
-    for key in &keys {
-        assert_eq!(
-            deployment.wait_for_end(key, END).await,
-            "completed",
-            "{key}"
-        );
-    }
-    let n = keys.len() as i64;
-    assert_eq!(deployment.count("SELECT count(*) FROM charges").await, n);
-    assert_eq!(
-        deployment
-            .count("SELECT count(DISTINCT order_id) FROM charges")
-            .await,
-        n
-    );
-    assert_eq!(deployment.count("SELECT count(*) FROM receipts").await, n);
-    wait_until("the outbox is empty", END, || async {
-        (deployment.count("SELECT count(*) FROM outbox").await == 0).then_some(())
-    })
-    .await;
-    for service in running.iter_mut() {
-        assert!(
-            service.exited().is_none(),
-            "{} exited: {}",
-            service.bin.name(),
-            service.log_text()
-        );
-    }
+    deployment
+        .assert_payments_done_and_running(&keys, &mut running, END)
+        .await;
 }
