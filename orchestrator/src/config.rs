@@ -75,7 +75,7 @@ pub struct Config {
     /// publishes them right after the commit, in milliseconds. Then any replica's relay may
     /// publish them: the delay after a crash between a commit and its publish, and how slow a
     /// publish may be before another replica publishes the row too (consumers de-duplicate).
-    #[arg(long, env = "SAGAFLOW_OUTBOX_HANDOVER_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "SAGAFLOW_OUTBOX_HANDOVER_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub outbox_handover_ms: u64,
 
     /// Messages the outbox relay publishes per batch.
@@ -128,7 +128,7 @@ pub struct Config {
 
     /// How long the outbox relay waits for the broker to confirm a batch, in seconds; then the
     /// rows are tried again (and the connection made again).
-    #[arg(long, env = "SAGAFLOW_CONFIRM_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "SAGAFLOW_CONFIRM_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub confirm_timeout_secs: u64,
 
     /// Failed publishes after which an outbox row is parked (`sagaflow outbox --parked`).
@@ -157,7 +157,7 @@ pub struct Config {
     /// an outbox or timer batch), in seconds; then the work is abandoned, its connection closed,
     /// and the message goes back to the queue. Notices a server that went silent, which the
     /// server's own timeouts cannot.
-    #[arg(long, env = "SAGAFLOW_DB_WORK_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "SAGAFLOW_DB_WORK_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub db_work_timeout_secs: u64,
 
     /// Where the HTTP API, the web UI, `/healthz`, `/readyz` and `/metrics` listen, e.g.
