@@ -10,6 +10,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// How long cancelling the consumer, and closing its channel, may take at a stop: a broker that
+/// went silent must not hold the process up.
+const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Consuming failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
@@ -104,15 +108,14 @@ where
     };
     if result.is_ok() {
         // Best effort: the channel may already be gone.
-        let _ = channel
-            .basic_cancel(&tag, BasicCancelOptions::default())
-            .await;
+        let cancelling = channel.basic_cancel(&tag, BasicCancelOptions::default());
+        let _ = tokio::time::timeout(STOP_TIMEOUT, cancelling).await;
     }
     while in_flight.join_next().await.is_some() {}
     if result.is_ok() {
         // Closed here, with its deliveries settled: a channel still open when its connection
         // closes makes the AMQP client log an error at every clean stop.
-        let _ = channel.close(200, "consumer stopped").await;
+        let _ = tokio::time::timeout(STOP_TIMEOUT, channel.close(200, "consumer stopped")).await;
     }
     result
 }

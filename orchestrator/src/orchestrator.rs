@@ -405,11 +405,9 @@ impl Orchestrator {
             }
         }
         // Nothing publishes on it any more: closed before the connection (see `consume`).
-        let _ = processor
-            .publisher()
-            .channel()
-            .close(200, "orchestrator stopping")
-            .await;
+        let publisher = processor.publisher();
+        let closing = publisher.channel().close(200, "orchestrator stopping");
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
         match failure {
             Some(Err(error)) => Err(error),
             _ => Ok(()),

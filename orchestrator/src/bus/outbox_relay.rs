@@ -125,7 +125,8 @@ impl OutboxRelay {
         let relayed = self.relay_until(shutdown).await;
         // Closed here, with nothing in flight on it: a channel still open when its connection
         // closes makes the AMQP client log an error at a clean stop.
-        let _ = self.publisher.channel().close(200, "relay stopped").await;
+        let closing = self.publisher.channel().close(200, "relay stopped");
+        let _ = tokio::time::timeout(self.confirm_timeout, closing).await;
         relayed
     }
 
