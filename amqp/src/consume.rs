@@ -1,12 +1,10 @@
 use std::future::Future;
-use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::Channel;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -59,6 +57,54 @@ where
     H: Fn(Delivery) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let batches = Batching {
+        prefetch: concurrency,
+        max_batch: 1,
+    };
+    consume_batches(
+        channel,
+        queue,
+        batches,
+        shutdown,
+        |mut batch: Vec<Delivery>| handle(batch.pop().expect("a batch is never empty")),
+    )
+    .await
+}
+
+/// How [`consume_batches`] groups deliveries.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// Deliveries the broker may have sent and not seen settled (the AMQP prefetch).
+    pub prefetch: u16,
+    /// At most this many deliveries in one call of the handler.
+    pub max_batch: u16,
+}
+
+impl Batching {
+    /// How many batches are handled at once: enough for every prefetched delivery.
+    fn concurrency(self) -> usize {
+        usize::from(self.prefetch.max(1)).div_ceil(usize::from(self.max_batch.max(1)))
+    }
+}
+
+/// Consumes `queue` with manual acks, handing `handle` the deliveries at hand in batches: a
+/// delivery that arrives while a batch slot is free goes at once with those already received
+/// (up to `max_batch`), so one message alone is never held back to wait for others, and under
+/// load the batches grow by themselves. `handle` owns its deliveries and must settle each.
+///
+/// When `shutdown` is cancelled the consumer is cancelled first, so no new deliveries arrive,
+/// then in-flight handlers run to the end; unacked prefetched messages go back to the queue.
+pub async fn consume_batches<H, Fut>(
+    channel: &Channel,
+    queue: &str,
+    batching: Batching,
+    shutdown: CancellationToken,
+    handle: H,
+) -> Result<(), ConsumeError>
+where
+    H: Fn(Vec<Delivery>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let start_err = |source| ConsumeError::Start {
         queue: queue.to_owned(),
         source,
@@ -67,9 +113,10 @@ where
         queue: queue.to_owned(),
         source,
     };
-    let concurrency = concurrency.max(1);
+    let max_batch = usize::from(batching.max_batch.max(1));
+    let slots = batching.concurrency();
     channel
-        .basic_qos(concurrency, BasicQosOptions::default())
+        .basic_qos(batching.prefetch.max(1), BasicQosOptions::default())
         .await
         .map_err(start_err)?;
     let mut consumer = channel
@@ -82,9 +129,15 @@ where
         .await
         .map_err(start_err)?;
     let tag = consumer.tag().to_string();
-    let slots = Arc::new(Semaphore::new(concurrency.into()));
+    // Received, waiting for a free slot.
+    let mut waiting: Vec<Delivery> = Vec::new();
     let mut in_flight = JoinSet::new();
     let result = loop {
+        while !waiting.is_empty() && in_flight.len() < slots {
+            let take = waiting.len().min(max_batch);
+            let batch: Vec<Delivery> = waiting.drain(..take).collect();
+            in_flight.spawn(handle(batch));
+        }
         tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
@@ -94,12 +147,20 @@ where
             }
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
-                    let Ok(slot) = slots.clone().acquire_owned().await else { break Ok(()) };
-                    let work = handle(delivery);
-                    in_flight.spawn(async move {
-                        work.await;
-                        drop(slot);
-                    });
+                    waiting.push(delivery);
+                    // Those that arrived with it join its batch.
+                    let mut ended = None;
+                    while waiting.len() < max_batch && ended.is_none() {
+                        match consumer.next().now_or_never() {
+                            Some(Some(Ok(delivery))) => waiting.push(delivery),
+                            Some(Some(Err(source))) => ended = Some(Err(err(source))),
+                            Some(None) => ended = Some(Ok(())),
+                            None => break,
+                        }
+                    }
+                    if let Some(ended) = ended {
+                        break ended;
+                    }
                 }
                 Some(Err(source)) => break Err(err(source)),
                 None => break Ok(()),
@@ -111,6 +172,8 @@ where
         let cancelling = channel.basic_cancel(&tag, BasicCancelOptions::default());
         let _ = tokio::time::timeout(STOP_TIMEOUT, cancelling).await;
     }
+    // Received but not handled: back to the queue with the channel (their handlers never ran).
+    drop(waiting);
     while in_flight.join_next().await.is_some() {}
     if result.is_ok() {
         // Closed here, with its deliveries settled: a channel still open when its connection

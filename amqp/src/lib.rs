@@ -13,7 +13,7 @@ mod queue_depth;
 mod tls;
 mod topology;
 
-pub use consume::{consume, reply_queue, ConsumeError};
+pub use consume::{consume, consume_batches, reply_queue, Batching, ConsumeError};
 pub use dead_letter::{
     dead_letter, dead_letter_message, HEADERS_TRUNCATED, MAX_COPIED_HEADER_BYTES,
 };

@@ -37,9 +37,16 @@ pub struct Config {
     #[arg(long, env = "SAGAFLOW_NAMESPACE", default_value = "sagaflow")]
     pub namespace: String,
 
-    /// Messages processed at once per inbound queue (also the AMQP prefetch).
+    /// Messages taken from each inbound queue at once (the AMQP prefetch). They are processed
+    /// in transactions of up to `--max-batch` messages, as many at once as that takes.
     #[arg(long, env = "SAGAFLOW_PREFETCH", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub prefetch: u16,
+
+    /// Group commit: at most this many messages of a queue processed in one transaction, when
+    /// that many are waiting (a message alone never waits for others). 1 gives every message a
+    /// transaction of its own.
+    #[arg(long, env = "SAGAFLOW_MAX_BATCH", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub max_batch: u16,
 
     /// `quorum` (replicated; production) or `classic` queues.
     #[arg(long, env = "SAGAFLOW_QUEUE_TYPE", default_value = "quorum")]

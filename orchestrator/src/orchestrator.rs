@@ -2,7 +2,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sagaflow_amqp::{
-    consume, declare_core, declare_dead_letter_watch, declare_queue, AmqpTls, Publisher,
+    consume_batches, declare_core, declare_dead_letter_watch, declare_queue, AmqpTls, Batching,
+    Publisher,
 };
 use sagaflow_contracts::{InvalidName, Topology};
 use tokio::sync::Notify;
@@ -367,13 +368,16 @@ impl Orchestrator {
             let channel = connection.create_channel().await?;
             let processor = processor.clone();
             let stop = stop_consuming.clone();
-            let prefetch = config.prefetch;
+            let batching = Batching {
+                prefetch: config.prefetch,
+                max_batch: config.max_batch,
+            };
             consumers.spawn(async move {
-                let handle = move |delivery| {
+                let handle = move |deliveries| {
                     let processor = processor.clone();
-                    async move { processor.handle(inbound, delivery).await }
+                    async move { processor.handle_batch(inbound, deliveries).await }
                 };
-                consume(&channel, &queue, prefetch, stop.clone(), handle).await?;
+                consume_batches(&channel, &queue, batching, stop.clone(), handle).await?;
                 match stop.is_cancelled() {
                     true => Ok(()),
                     false => Err(OrchestratorError::ConsumerStopped(queue)),

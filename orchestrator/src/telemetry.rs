@@ -33,6 +33,13 @@ pub const STEP_SECONDS: &str = "sagaflow_step_duration_seconds";
 pub const CACHE_HITS: &str = "sagaflow_cache_hits_total";
 /// Activations that replayed the saga from its history.
 pub const REPLAYS: &str = "sagaflow_replays_total";
+/// Transactions that committed the processing of more than one message (group commit).
+pub const BATCHES: &str = "sagaflow_batches_total";
+/// Messages committed in those transactions.
+pub const BATCHED_MESSAGES: &str = "sagaflow_batched_messages_total";
+/// Batches rolled back because one of their messages could not be committed with the
+/// others; each was then processed alone.
+pub const BATCHES_SPLIT: &str = "sagaflow_batches_split_total";
 /// Messages seen on the dead-letter exchange, by `reason_class`.
 pub const DEAD_LETTERS: &str = "sagaflow_dead_letters_total";
 /// Messages ready in a queue this process consumes, not yet delivered, by `queue` (the
@@ -93,6 +100,18 @@ fn describe() {
     describe_counter!(
         REPLAYS,
         "Activations that replayed the saga from its history."
+    );
+    describe_counter!(
+        BATCHES,
+        "Transactions that committed more than one message (group commit)."
+    );
+    describe_counter!(
+        BATCHED_MESSAGES,
+        "Messages committed in those transactions."
+    );
+    describe_counter!(
+        BATCHES_SPLIT,
+        "Batches rolled back and processed one message at a time."
     );
     describe_counter!(DEAD_LETTERS, "Messages seen on the dead-letter exchange.");
     describe_gauge!(

@@ -16,10 +16,11 @@ use sagaflow_engine::{
 use serde_json::json;
 use tracing::Instrument;
 
-use super::saga_metrics::{record_saga_status, ActivationMetrics};
+use super::saga_metrics::{record_saga_started, record_saga_status, ActivationMetrics};
+use super::work::{Tx, Work};
 use super::{Disposition, ProcessError, Processor};
 use crate::cache::CachedSaga;
-use crate::store::{self, ParkedFact, SagaUpdate, Tx};
+use crate::store::{self, ParkedFact, SagaUpdate};
 use crate::telemetry;
 use sagaflow_process::crash_point;
 
@@ -55,25 +56,55 @@ impl Position {
     }
 }
 
+/// What happens once a unit of work's writes are committed, and not before: the relay must not
+/// publish, nor the cache hold, nor a metric count, what a rollback could still undo.
+#[derive(Default)]
+pub(crate) struct AfterCommit {
+    pub activation: Option<CommittedActivation>,
+    /// The type of a saga this commit started.
+    pub started: Option<String>,
+    /// A saga's new status, when it changed.
+    pub status: Option<(String, SagaStatus)>,
+    /// A saga's live run, for the cache.
+    pub cache: Option<(SagaId, CachedSaga)>,
+}
+
+/// What an activation leaves for after its commit.
+pub(crate) struct CommittedActivation {
+    saga: SagaId,
+    metrics: ActivationMetrics,
+    /// The activation's span: its `activity.retry` spans are children of it.
+    span: tracing::Span,
+    /// The activities it sent commands to (for the crash points of tests).
+    #[cfg(feature = "failpoints")]
+    activities: Vec<String>,
+    /// The outbox rows it wrote (ids, messages), for this process's relay.
+    outbox: (Vec<i64>, Vec<OutgoingMessage>),
+    timers_armed: bool,
+}
+
 impl Processor {
     /// Hands `fact` to saga `saga_id` through the one path; `fired_timer` is the timer row
     /// that carried it, deleted in the same transaction (nothing happens if it is gone or no
     /// longer due: another replica fired it, or a heartbeat moved it).
     pub(crate) async fn advance(
         &self,
+        work: &mut Work<'_>,
         saga_id: SagaId,
         fact: Fact,
         fired_timer: Option<i64>,
     ) -> Result<Disposition, ProcessError> {
         let now = Utc::now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = work.begin().await?;
         let Some(saga) = store::lock_saga(&mut tx, saga_id).await? else {
+            tx.end_unwritten();
             return Ok(Disposition::DeadLetter(format!("no saga {saga_id} exists")));
         };
         if let Some(timer) = fired_timer {
             // Another replica may have fired it meanwhile, or a heartbeat moved it: then this
             // is no activation, and it gets no span.
             if store::lock_due_timer(&mut tx, timer, now).await?.is_none() {
+                tx.end_unwritten();
                 return Ok(Disposition::Ack);
             }
         }
@@ -125,7 +156,7 @@ impl Processor {
 
     async fn advance_locked(
         &self,
-        mut tx: Tx,
+        mut tx: Tx<'_>,
         saga: store::SagaRow,
         fact: Fact,
         fired_timer: Option<i64>,
@@ -136,7 +167,9 @@ impl Processor {
         match saga.status {
             status if status.is_final() => {
                 tracing::info!(%saga_id, %status, "fact for a saga that has ended; ignored");
-                return self.settle_only(tx, fired_timer).await;
+                return self
+                    .settle_only(tx, fired_timer, AfterCommit::default())
+                    .await;
             }
             SagaStatus::Stuck if matches!(fact, Fact::Terminate { .. }) => {
                 // Its code cannot run, but it can be stopped.
@@ -161,11 +194,15 @@ impl Processor {
                     store::park_fact(&mut tx, saga_id, &parked).await?;
                 }
                 tracing::warn!(%saga_id, "the saga is stuck; the fact is kept for its resume");
-                return self.settle_only(tx, fired_timer).await;
+                return self
+                    .settle_only(tx, fired_timer, AfterCommit::default())
+                    .await;
             }
             SagaStatus::Running if resume => {
                 tracing::info!(%saga_id, "resume of a saga that is not stuck; nothing to do");
-                return self.settle_only(tx, fired_timer).await;
+                return self
+                    .settle_only(tx, fired_timer, AfterCommit::default())
+                    .await;
             }
             _ => {}
         }
@@ -259,14 +296,15 @@ impl Processor {
             }
         }
         if activation.is_empty() {
-            self.settle_only(tx, fired_timer).await?;
-            self.cache.put(
-                saga_id,
-                CachedSaga {
-                    run,
-                    next_event_seq: saga.next_event_seq,
-                },
-            );
+            let cached = CachedSaga {
+                run,
+                next_event_seq: saga.next_event_seq,
+            };
+            let after = AfterCommit {
+                cache: Some((saga_id, cached)),
+                ..AfterCommit::default()
+            };
+            self.settle_only(tx, fired_timer, after).await?;
         } else {
             self.commit(tx, &position, activation, Some(run), fired_timer, now)
                 .await?;
@@ -277,12 +315,20 @@ impl Processor {
     /// Deletes the fired timer, if any, and commits nothing else.
     async fn settle_only(
         &self,
-        mut tx: Tx,
+        mut tx: Tx<'_>,
         fired_timer: Option<i64>,
+        after: AfterCommit,
     ) -> Result<Disposition, ProcessError> {
-        if let Some(timer) = fired_timer {
-            store::delete_timer(&mut tx, timer).await?;
-            tx.commit().await?;
+        match fired_timer {
+            Some(timer) => {
+                store::delete_timer(&mut tx, timer).await?;
+                self.finish(tx, after).await?;
+            }
+            None => {
+                if let Some(after) = tx.end_unwritten_then(after) {
+                    self.after_commit(after);
+                }
+            }
         }
         Ok(Disposition::Ack)
     }
@@ -292,7 +338,7 @@ impl Processor {
     /// rows go to this process's relay, and the timer claimer is woken.
     pub(crate) async fn commit(
         &self,
-        mut tx: Tx,
+        mut tx: Tx<'_>,
         position: &Position,
         mut activation: Activation,
         mut run: Option<SagaRun>,
@@ -317,7 +363,8 @@ impl Processor {
 
         let mut messages = Vec::new();
         let mut armed = false;
-        for effect in &activation.effects {
+        let mut disarm = store::Disarm::default();
+        for (index, effect) in activation.effects.iter().enumerate() {
             match effect {
                 Effect::SendActivityCommand { .. } => {
                     // Built (and size-checked) above, in the order of their effects.
@@ -340,9 +387,14 @@ impl Processor {
                     .await?;
                     armed = true;
                 }
-                Effect::CancelStepTimers { step } => {
+                // Disarmed by the activation's final write, unless this activation arms a timer
+                // of the step again after disarming it: that write would delete it too.
+                Effect::CancelStepTimers { step }
+                    if rearms(&activation.effects[index..], *step) =>
+                {
                     store::cancel_step_timers(&mut tx, saga, *step).await?
                 }
+                Effect::CancelStepTimers { step } => disarm.steps.push(*step),
                 Effect::CancelActivity {
                     step,
                     activity,
@@ -362,7 +414,7 @@ impl Processor {
         let output = self.encode(output)?;
         let error = self.encode(error)?;
         if status.is_final() {
-            store::cancel_all_timers(&mut tx, saga).await?;
+            disarm.all = true;
             if let Some(reply) = self.reply(position, status, &output, &error) {
                 messages.push(reply);
             }
@@ -383,49 +435,95 @@ impl Processor {
             &messages,
             self.outbox_handover,
             update,
+            &disarm,
         )
         .await?;
-        tx.commit().await?;
-        counted.record(saga);
-        if status != position.status {
-            record_saga_status(&position.saga_type, status);
-        }
-
-        crash_point("orchestrator.after-commit");
-        // Per-activity crash points cost a string per command: only in builds that have them.
-        #[cfg(feature = "failpoints")]
-        for effect in &activation.effects {
-            if let Effect::SendActivityCommand { activity, .. } = effect {
-                crash_point(&format!("orchestrator.after-commit.{activity}"));
-            }
-        }
-        self.committed_outbox.publish(outbox_ids, messages);
-        if armed {
-            self.timers_armed.notify_one();
-        }
         if position.status == SagaStatus::Stuck {
             tracing::info!(%saga, "saga resumed");
         }
-        match run {
+        let cache = match run {
             // A saga that only sleeps costs a row, not memory: it is replayed when it wakes.
             Some(run) if status == SagaStatus::Running && !run.waits_only_on_timers() => {
-                self.cache.put(
-                    saga,
-                    CachedSaga {
-                        run,
-                        next_event_seq,
-                    },
-                )
+                Some(CachedSaga {
+                    run,
+                    next_event_seq,
+                })
             }
-            _ if status.is_final() => tracing::info!(%saga, %status, "saga finished"),
-            _ if status == SagaStatus::CompensationFailed => tracing::error!(
-                %saga,
-                ?error,
-                "a compensation failed; the saga waits for `sagaflow retry-compensation`"
-            ),
-            _ => {}
+            _ if status.is_final() => {
+                tracing::info!(%saga, %status, "saga finished");
+                None
+            }
+            _ if status == SagaStatus::CompensationFailed => {
+                tracing::error!(
+                    %saga,
+                    ?error,
+                    "a compensation failed; the saga waits for `sagaflow retry-compensation`"
+                );
+                None
+            }
+            _ => None,
+        };
+        let after = AfterCommit {
+            activation: Some(CommittedActivation {
+                saga,
+                metrics: counted,
+                span: tracing::Span::current(),
+                #[cfg(feature = "failpoints")]
+                activities: activation
+                    .effects
+                    .iter()
+                    .filter_map(|effect| match effect {
+                        Effect::SendActivityCommand { activity, .. } => Some(activity.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+                outbox: (outbox_ids, messages),
+                timers_armed: armed,
+            }),
+            cache: cache.map(|cached| (saga, cached)),
+            started: (position.next_event_seq == 0).then(|| position.saga_type.clone()),
+            status: (status != position.status).then(|| (position.saga_type.clone(), status)),
+        };
+        self.finish(tx, after).await
+    }
+
+    /// Commits `tx` with `after`, which runs once its writes are committed: now, or after its
+    /// batch's commit (see `work.rs`).
+    pub(crate) async fn finish(&self, tx: Tx<'_>, after: AfterCommit) -> Result<(), ProcessError> {
+        if let Some(after) = tx.commit(after).await? {
+            self.after_commit(after);
         }
         Ok(())
+    }
+
+    /// What waited for the commit of an activation: metrics, crash points (in tests), the
+    /// outbox rows to this process's relay, the timer claimer's wake-up, the run to the cache.
+    pub(crate) fn after_commit(&self, after: AfterCommit) {
+        if let Some(saga_type) = &after.started {
+            record_saga_started(saga_type);
+        }
+        if let Some((saga_type, status)) = &after.status {
+            record_saga_status(saga_type, *status);
+        }
+        if let Some((saga, cached)) = after.cache {
+            self.cache.put(saga, cached);
+        }
+        let Some(committed) = after.activation else {
+            return;
+        };
+        let saga = committed.saga;
+        committed.span.in_scope(|| committed.metrics.record(saga));
+        crash_point("orchestrator.after-commit");
+        // Per-activity crash points cost a string per command: only in builds that have them.
+        #[cfg(feature = "failpoints")]
+        for activity in &committed.activities {
+            crash_point(&format!("orchestrator.after-commit.{activity}"));
+        }
+        let (ids, messages) = committed.outbox;
+        self.committed_outbox.publish(ids, messages);
+        if committed.timers_armed {
+            self.timers_armed.notify_one();
+        }
     }
 
     /// The outbox messages of the activation's activity commands, in the order of their
@@ -435,7 +533,7 @@ impl Processor {
     /// about it (compensate, fail, schedule something else) joins the activation too.
     async fn command_messages(
         &self,
-        tx: &mut Tx,
+        tx: &mut Tx<'_>,
         saga: SagaId,
         activation: &mut Activation,
         mut run: Option<&mut SagaRun>,
@@ -512,7 +610,7 @@ impl Processor {
     /// details from an attempt before).
     async fn command_message(
         &self,
-        tx: &mut Tx,
+        tx: &mut Tx<'_>,
         saga: SagaId,
         effect: &Effect,
     ) -> Result<OutgoingMessage, ProcessError> {
@@ -559,7 +657,7 @@ impl Processor {
     /// blocks), keeping `events` (the fact that found it so) in its history.
     pub(crate) async fn park(
         &self,
-        mut tx: Tx,
+        mut tx: Tx<'_>,
         position: &Position,
         events: &[sagaflow_contracts::SagaEvent],
         reason: String,
@@ -582,10 +680,12 @@ impl Processor {
             error: Some(&error),
         };
         store::update_saga(&mut tx, position.saga, update).await?;
-        tx.commit().await?;
-        record_saga_status(&position.saga_type, SagaStatus::Stuck);
         tracing::error!(saga = %position.saga, reason, "saga is stuck");
-        Ok(())
+        let after = AfterCommit {
+            status: Some((position.saga_type.clone(), SagaStatus::Stuck)),
+            ..AfterCommit::default()
+        };
+        self.finish(tx, after).await
     }
 
     /// The `SagaFinished` message for the caller of a saga that ended, if it asked for one.
@@ -831,4 +931,12 @@ fn fact_kind(fact: &Fact) -> &'static str {
         Fact::Terminate { .. } => "terminate",
         Fact::RetryCompensation => "retry_compensation",
     }
+}
+
+/// Whether `effects` arm a timer of `step`: then disarming the step's timers cannot wait for
+/// the activation's final write, which would delete those too.
+fn rearms(effects: &[Effect], step: sagaflow_contracts::StepSeq) -> bool {
+    effects
+        .iter()
+        .any(|effect| matches!(effect, Effect::ArmTimer { key, .. } if key.step() == Some(step)))
 }

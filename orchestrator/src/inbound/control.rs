@@ -2,6 +2,7 @@ use sagaflow_amqp::Delivery;
 use sagaflow_contracts::{ControlAction, SagaControl};
 use sagaflow_engine::Fact;
 
+use super::work::Work;
 use super::{Disposition, ProcessError, Processor};
 
 /// Reasons are kept in the history: bounded like every text a peer sends.
@@ -12,6 +13,7 @@ impl Processor {
     /// saga. Repeating one is harmless: the saga's state machines decide it changes nothing.
     pub(crate) async fn control_saga(
         &self,
+        work: &mut Work<'_>,
         delivery: &Delivery,
     ) -> Result<Disposition, ProcessError> {
         let control: SagaControl =
@@ -28,6 +30,6 @@ impl Processor {
             ControlAction::RetryCompensation => Fact::RetryCompensation,
             ControlAction::Resume => Fact::Resumed,
         };
-        self.advance(control.saga_id, fact, None).await
+        self.advance(work, control.saga_id, fact, None).await
     }
 }

@@ -3,6 +3,7 @@ use sagaflow_contracts::{error_kinds, headers, ActivityError, ActivityOutcome};
 use sagaflow_engine::Fact;
 
 use super::result::attempt_from_headers;
+use super::work::Work;
 use super::{Disposition, ProcessError, Processor};
 use crate::{store, telemetry};
 
@@ -13,6 +14,7 @@ impl Processor {
     /// Everything else is ignored; the dead-letter queue keeps its own copy for people.
     pub(crate) async fn notice_dead_letter(
         &self,
+        work: &mut Work<'_>,
         delivery: &Delivery,
     ) -> Result<Disposition, ProcessError> {
         // Best effort: the record is for people and must never keep the attempt from failing.
@@ -47,7 +49,7 @@ impl Processor {
             attempt,
             outcome: ActivityOutcome::Failed { error },
         };
-        self.advance(saga_id, fact, None).await
+        self.advance(work, saga_id, fact, None).await
     }
 }
 

@@ -2,6 +2,8 @@ use chrono::Utc;
 use sagaflow_amqp::Delivery;
 use sagaflow_contracts::ActivityHeartbeat;
 
+use super::advance::AfterCommit;
+use super::work::Work;
 use super::{Disposition, ProcessError, Processor};
 use crate::store;
 
@@ -13,6 +15,7 @@ impl Processor {
     /// attempt. It does not touch the saga's history or run.
     pub(crate) async fn record_heartbeat(
         &self,
+        work: &mut Work<'_>,
         delivery: &Delivery,
     ) -> Result<Disposition, ProcessError> {
         let heartbeat: ActivityHeartbeat =
@@ -27,7 +30,7 @@ impl Processor {
             }
             small
         });
-        let mut tx = self.pool.begin().await?;
+        let mut tx = work.begin().await?;
         let timed = store::record_heartbeat(
             &mut tx,
             heartbeat.saga_id,
@@ -37,7 +40,7 @@ impl Processor {
             Utc::now(),
         )
         .await?;
-        tx.commit().await?;
+        self.finish(tx, AfterCommit::default()).await?;
         tracing::debug!(saga_id = %heartbeat.saga_id, step = %heartbeat.step, attempt = heartbeat.attempt, timed, "heartbeat");
         Ok(Disposition::Ack)
     }

@@ -13,6 +13,7 @@ mod saga_metrics;
 mod signal;
 mod start;
 mod timer;
+mod work;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ use tokio::sync::Notify;
 
 use crate::bus::CommittedOutbox;
 use crate::cache::SagaCache;
+use crate::telemetry;
+use work::{Batch, Work};
 
 pub(crate) use timer::fire_due_timers;
 
@@ -108,9 +111,122 @@ impl Processor {
         }
     }
 
-    /// Processes `delivery` and settles it: ack after the commit, dead-letter if it can never be
-    /// processed, or requeue after a pause if the database failed.
+    /// Processes `delivery` in a transaction of its own and settles it: ack after the commit,
+    /// dead-letter if it can never be processed, or requeue after a pause if the database
+    /// failed.
     pub async fn handle(&self, inbound: Inbound, delivery: Delivery) {
+        let mut work = Work::Alone(&self.pool);
+        let processing = self.process(&mut work, inbound, &delivery);
+        let disposition = self.within_deadline(processing).await.and_then(|d| d);
+        if disposition.is_err() {
+            // Give a failing database a moment before the message comes round again.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        self.settle(inbound, delivery, disposition).await;
+    }
+
+    /// Processes `deliveries` in one transaction (group commit, see `work.rs`), then settles
+    /// them in order. If one of them cannot be committed with the others, the batch is rolled
+    /// back and each is processed alone.
+    pub async fn handle_batch(&self, inbound: Inbound, mut deliveries: Vec<Delivery>) {
+        if deliveries.len() == 1 {
+            let delivery = deliveries.pop().expect("one delivery");
+            return self.handle(inbound, delivery).await;
+        }
+        let batched = self.within_deadline(async {
+            let mut batch = Batch::begin(&self.pool).await?;
+            let mut dispositions = Vec::with_capacity(deliveries.len());
+            for delivery in &deliveries {
+                let disposition = self
+                    .process(&mut Work::Batch(&mut batch), inbound, delivery)
+                    .await;
+                match disposition {
+                    Ok(disposition) if !batch.abandoned() => dispositions.push(disposition),
+                    // Rolled back when `batch` is dropped.
+                    _ => return Ok(None),
+                }
+            }
+            let after_commit = batch.commit().await?;
+            Ok::<_, sqlx::Error>(Some((dispositions, after_commit)))
+        });
+        match batched.await {
+            Ok(Ok(Some((dispositions, after_commit)))) => {
+                metrics::counter!(telemetry::BATCHES).increment(1);
+                metrics::counter!(telemetry::BATCHED_MESSAGES).increment(dispositions.len() as u64);
+                for after in after_commit {
+                    self.after_commit(after);
+                }
+                for (delivery, disposition) in deliveries.into_iter().zip(dispositions) {
+                    self.settle(inbound, delivery, Ok(disposition)).await;
+                }
+            }
+            // A delivery could not be committed with the others, or the commit failed (if it
+            // committed after all, processing again finds duplicates): each on its own.
+            Ok(Ok(None)) | Ok(Err(_)) => {
+                metrics::counter!(telemetry::BATCHES_SPLIT).increment(1);
+                for delivery in deliveries {
+                    self.handle(inbound, delivery).await;
+                }
+            }
+            Err(timed_out) => {
+                tracing::error!(%timed_out, batch = deliveries.len(), "a batch of messages goes back to the queue");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                for delivery in deliveries {
+                    let timed_out = ProcessError::TimedOut(self.work_timeout);
+                    self.settle(inbound, delivery, Err(timed_out)).await;
+                }
+            }
+        }
+    }
+
+    /// What to do with `delivery`, its writes done through `work` (not settled yet). A
+    /// panic of ours becomes a dead letter with the panic as the reason: the message must not
+    /// stay unacked for good, nor crash-loop every replica it is redelivered to.
+    async fn process(
+        &self,
+        work: &mut Work<'_>,
+        inbound: Inbound,
+        delivery: &Delivery,
+    ) -> Result<Disposition, ProcessError> {
+        if let Err(reason) = sagaflow_amqp::check_properties(&delivery.properties) {
+            return Ok(Disposition::DeadLetter(reason));
+        }
+        let processing = match inbound {
+            Inbound::Start => self.start_saga(work, delivery).boxed(),
+            Inbound::Results => self.record_result(work, delivery).boxed(),
+            Inbound::Heartbeats => self.record_heartbeat(work, delivery).boxed(),
+            Inbound::DeadLetters => self.notice_dead_letter(work, delivery).boxed(),
+            Inbound::Signals => self.deliver_signal(work, delivery).boxed(),
+            Inbound::Control => self.control_saga(work, delivery).boxed(),
+        };
+        let disposition = match AssertUnwindSafe(processing).catch_unwind().await {
+            Ok(processed) => processed,
+            Err(panic) => Ok(Disposition::DeadLetter(format!(
+                "the orchestrator panicked while processing it: {}",
+                panic_message(&*panic)
+            ))),
+        };
+        let disposition = disposition.or_else(|error| match error.permanent_reason() {
+            Some(reason) => Ok(Disposition::DeadLetter(reason)),
+            None => Err(error),
+        });
+        match (inbound, disposition) {
+            // Never dead-letter a dead letter: it would come round again.
+            (Inbound::DeadLetters, Ok(Disposition::DeadLetter(reason))) => {
+                tracing::debug!(reason, "dead letter not about a current attempt; ignored");
+                Ok(Disposition::Ack)
+            }
+            (_, other) => other,
+        }
+    }
+
+    /// Settles `delivery` as `disposition` says, once what it caused is committed.
+    async fn settle(
+        &self,
+        inbound: Inbound,
+        delivery: Delivery,
+        disposition: Result<Disposition, ProcessError>,
+    ) {
         let queue = match inbound {
             Inbound::Start => self.topology.start_queue(),
             Inbound::Results => self.topology.results_queue(),
@@ -118,51 +234,6 @@ impl Processor {
             Inbound::DeadLetters => self.topology.dead_letter_watch_queue(),
             Inbound::Signals => self.topology.signals_queue(),
             Inbound::Control => self.topology.control_queue(),
-        };
-        let processing = if let Err(reason) = sagaflow_amqp::check_properties(&delivery.properties)
-        {
-            futures::future::ready(Ok(Disposition::DeadLetter(reason))).boxed()
-        } else {
-            match inbound {
-                Inbound::Start => self.start_saga(&delivery).boxed(),
-                Inbound::Results => self.record_result(&delivery).boxed(),
-                Inbound::Heartbeats => self.record_heartbeat(&delivery).boxed(),
-                Inbound::DeadLetters => self.notice_dead_letter(&delivery).boxed(),
-                Inbound::Signals => self.deliver_signal(&delivery).boxed(),
-                Inbound::Control => self.control_saga(&delivery).boxed(),
-            }
-        };
-        // A bug of ours must not leave the message unacked forever, nor crash-loop every
-        // replica it is redelivered to: set it aside with the panic as the reason.
-        // A database that went silent must not hold the message (and its connection) for good:
-        // abandoned at the deadline, the transaction is not committed and the message comes back.
-        let caught = self.within_deadline(async {
-            AssertUnwindSafe(processing)
-                .catch_unwind()
-                .await
-                .map_err(|panic| {
-                    format!(
-                        "the orchestrator panicked while processing it: {}",
-                        panic_message(&*panic)
-                    )
-                })
-        });
-        let disposition = match caught.await {
-            Ok(Ok(processed)) => processed,
-            Ok(Err(panicked)) => Ok(Disposition::DeadLetter(panicked)),
-            Err(timed_out) => Err(timed_out),
-        };
-        let disposition = disposition.or_else(|error| match error.permanent_reason() {
-            Some(reason) => Ok(Disposition::DeadLetter(reason)),
-            None => Err(error),
-        });
-        let disposition = match (inbound, disposition) {
-            // Never dead-letter a dead letter: it would come round again.
-            (Inbound::DeadLetters, Ok(Disposition::DeadLetter(reason))) => {
-                tracing::debug!(reason, "dead letter not about a current attempt; ignored");
-                Ok(Disposition::Ack)
-            }
-            (_, other) => other,
         };
         if let (Inbound::Start, Ok(Disposition::DeadLetter(reason))) = (inbound, &disposition) {
             self.reply_rejected(&delivery, reason).await;
@@ -182,8 +253,6 @@ impl Processor {
             Ok(Disposition::PutBack(headers)) => self.put_back(&delivery, &queue, headers).await,
             Err(error) => {
                 tracing::error!(%error, queue, "processing failed; the message goes back to the queue");
-                // Give a failing database a moment before the message comes round again.
-                tokio::time::sleep(Duration::from_secs(1)).await;
                 delivery
                     .nack(BasicNackOptions {
                         requeue: true,

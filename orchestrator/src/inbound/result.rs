@@ -8,6 +8,7 @@ use sagaflow_contracts::{
 use sagaflow_engine::Fact;
 use tracing::Instrument;
 
+use super::work::Work;
 use super::{Disposition, ProcessError, Processor};
 
 /// How much of a rejected result's reason is kept in the saga's history.
@@ -19,6 +20,7 @@ impl Processor {
     /// saga never waits for an answer that was dead-lettered.
     pub(crate) async fn record_result(
         &self,
+        work: &mut Work<'_>,
         delivery: &Delivery,
     ) -> Result<Disposition, ProcessError> {
         let decoded = if delivery.data.len() > self.max_message_bytes {
@@ -57,11 +59,14 @@ impl Processor {
         );
         // In the saga's trace, after the attempt that answered.
         sagaflow_process::set_remote_parent(&span, |name| sagaflow_amqp::header(delivery, name));
-        self.advance_with_result(result).instrument(span).await
+        self.advance_with_result(work, result)
+            .instrument(span)
+            .await
     }
 
     async fn advance_with_result(
         &self,
+        work: &mut Work<'_>,
         result: ActivityResult,
     ) -> Result<Disposition, ProcessError> {
         let fact = |outcome| Fact::ActivityResult {
@@ -70,10 +75,14 @@ impl Processor {
             attempt: result.attempt,
             outcome,
         };
-        let first =
-            AssertUnwindSafe(self.advance(result.saga_id, fact(result.outcome.clone()), None))
-                .catch_unwind()
-                .await;
+        let first = AssertUnwindSafe(self.advance(
+            work,
+            result.saga_id,
+            fact(result.outcome.clone()),
+            None,
+        ))
+        .catch_unwind()
+        .await;
         let reason = match first {
             Ok(Err(error)) => match error.permanent_reason() {
                 Some(reason) => reason,
@@ -93,7 +102,7 @@ impl Processor {
             reason,
             "the result cannot be recorded; failing its attempt instead"
         );
-        self.advance(result.saga_id, fact(rejected(&reason)), None)
+        self.advance(work, result.saga_id, fact(rejected(&reason)), None)
             .await
     }
 }

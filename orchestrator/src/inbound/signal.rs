@@ -3,6 +3,7 @@ use sagaflow_contracts::reason::quote;
 use sagaflow_contracts::{SagaId, SignalSaga};
 use sagaflow_engine::Fact;
 
+use super::work::Work;
 use super::{Disposition, ProcessError, Processor};
 use crate::store;
 
@@ -11,6 +12,7 @@ impl Processor {
     /// ended is dead-lettered with the reason, never silently dropped.
     pub(crate) async fn deliver_signal(
         &self,
+        work: &mut Work<'_>,
         delivery: &Delivery,
     ) -> Result<Disposition, ProcessError> {
         let signal: SignalSaga =
@@ -68,7 +70,7 @@ impl Processor {
             payload,
             signal_id,
         };
-        self.advance(saga_id, fact, None).await
+        self.advance(work, saga_id, fact, None).await
     }
 
     async fn signalled_saga(&self, signal: &SignalSaga) -> Result<Option<SagaId>, ProcessError> {

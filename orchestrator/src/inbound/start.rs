@@ -7,6 +7,7 @@ use sagaflow_engine::{SagaDefinition, SagaRun};
 use tracing::Instrument;
 
 use super::advance::Position;
+use super::work::Work;
 use super::{Disposition, ProcessError, Processor};
 use crate::store::{self, NewSaga};
 use sagaflow_contracts::reason::{quote, truncate};
@@ -18,6 +19,7 @@ impl Processor {
     /// A start message: a new saga, unless one with the same type and start key exists.
     pub(crate) async fn start_saga(
         &self,
+        work: &mut Work<'_>,
         delivery: &Delivery,
     ) -> Result<Disposition, ProcessError> {
         let mut start: StartSaga =
@@ -71,7 +73,7 @@ impl Processor {
         );
         sagaflow_process::set_remote_parent(&span, |name| sagaflow_amqp::header(delivery, name));
         let reply = reply_address(delivery);
-        self.insert_and_start(saga_id, start, start_key, reply, definition)
+        self.insert_and_start(work, saga_id, start, start_key, reply, definition)
             .instrument(span)
             .await
     }
@@ -123,6 +125,7 @@ impl Processor {
 
     async fn insert_and_start(
         &self,
+        work: &mut Work<'_>,
         saga_id: SagaId,
         start: StartSaga,
         start_key: String,
@@ -130,7 +133,6 @@ impl Processor {
         definition: &SagaDefinition,
     ) -> Result<Disposition, ProcessError> {
         let now = Utc::now();
-        let mut tx = self.pool.begin().await?;
         let (reply_to, correlation_id) = reply;
         // Every later span of the saga continues this one (see `advance`).
         let trace_context = sagaflow_process::trace_headers(&tracing::Span::current());
@@ -147,11 +149,13 @@ impl Processor {
             correlation_id: correlation_id.as_deref(),
             trace_context: &trace_context,
         };
+        let mut tx = work.begin().await?;
         if !store::insert_saga(&mut tx, new_saga).await? {
             tracing::info!(
                 start_key,
                 "duplicate start; a saga with this start key exists"
             );
+            tx.end_unwritten();
             return Ok(Disposition::Ack);
         }
         let (run, activation) = match SagaRun::start(
@@ -165,7 +169,6 @@ impl Processor {
             Ok(started) => started,
             Err(e) => return Ok(Disposition::DeadLetter(e.to_string())),
         };
-        let saga_type = start.saga_type.clone();
         let position = Position {
             saga: saga_id,
             next_event_seq: 0,
@@ -177,7 +180,6 @@ impl Processor {
         };
         self.commit(tx, &position, activation, Some(run), None, now)
             .await?;
-        super::saga_metrics::record_saga_started(&saga_type);
         Ok(Disposition::Ack)
     }
 }

@@ -2,6 +2,7 @@ use chrono::Utc;
 use sagaflow_contracts::SagaId;
 use sagaflow_engine::{Fact, TimerKey};
 
+use super::work::Work;
 use super::{Disposition, ProcessError, Processor};
 use crate::store::{self, TimerRow};
 
@@ -48,7 +49,9 @@ impl Processor {
                 attempt: u32::try_from(timer.attempt).unwrap_or(0),
             },
         };
-        let disposition = self.advance(saga_id, fact, Some(timer.id)).await?;
+        let disposition = self
+            .advance(&mut Work::Alone(&self.pool), saga_id, fact, Some(timer.id))
+            .await?;
         if let Disposition::DeadLetter(reason) = disposition {
             tracing::warn!(%saga_id, timer = timer.key, reason, "timer did not apply");
         }

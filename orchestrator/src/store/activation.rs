@@ -1,16 +1,27 @@
-//! What one activation writes, in one statement: its events, its outbox messages and the saga
-//! row. Each round trip to PostgreSQL costs both processes more CPU than the rows it carries, so
+//! What one activation writes, in one statement: its events, its outbox messages, the saga
+//! row, and the timers and heartbeats it disarms. Each round trip to PostgreSQL costs both processes more CPU than the rows it carries, so
 //! the three writes every advance makes travel together (writable CTEs, each executed exactly
 //! once whether or not the final `SELECT` reads it).
 
 use chrono::{DateTime, Utc};
 use sagaflow_amqp::OutgoingMessage;
-use sagaflow_contracts::{SagaEvent, SagaId};
+use sagaflow_contracts::{SagaEvent, SagaId, StepSeq};
 
 use sagaflow_codec::PayloadCodec;
 
 use super::events::event_columns;
-use super::{SagaUpdate, Tx};
+use super::SagaUpdate;
+use sqlx::PgConnection;
+
+/// The timers and heartbeats an activation disarms: those of the steps it resolved, or all of
+/// the saga's when it ended. They are deleted by the activation's last statement, after any
+/// timer it armed: a step whose timers an activation disarms and then arms again is disarmed
+/// on its own, in order, with `cancel_step_timers`.
+#[derive(Debug, Default)]
+pub struct Disarm {
+    pub steps: Vec<StepSeq>,
+    pub all: bool,
+}
 
 /// Appends `events` from position `first_seq` on (recorded `at`, stored as `codec` encodes them), writes `messages` into the
 /// outbox reserved for `handover` (the committing process publishes them right after the
@@ -20,7 +31,7 @@ use super::{SagaUpdate, Tx};
 /// Appending at a taken position fails on the primary key: the history is never forked.
 #[allow(clippy::too_many_arguments)]
 pub async fn write_activation(
-    tx: &mut Tx,
+    tx: &mut PgConnection,
     saga: SagaId,
     first_seq: i64,
     events: &[SagaEvent],
@@ -29,6 +40,7 @@ pub async fn write_activation(
     messages: &[OutgoingMessage],
     handover: std::time::Duration,
     update: SagaUpdate<'_>,
+    disarm: &Disarm,
 ) -> Result<Vec<i64>, sqlx::Error> {
     let encode = |e: serde_json::Error| sqlx::Error::Encode(e.into());
     let (seqs, kinds, bodies) = event_columns(first_seq, events, codec)?;
@@ -45,6 +57,16 @@ pub async fn write_activation(
         .iter()
         .map(|m| m.correlation_id.as_deref())
         .collect();
+    // The keys of a step's timers are `activity/<step>/<kind>` (TimerKey).
+    let timer_patterns: Vec<String> = match disarm.all {
+        true => vec!["%".to_owned()],
+        false => disarm
+            .steps
+            .iter()
+            .map(|step| format!("activity/{step}/%"))
+            .collect(),
+    };
+    let steps: Vec<i32> = disarm.steps.iter().map(|step| step.0 as i32).collect();
     // Outbox ids come from a sequence in insertion order, which is the messages' order.
     let mut ids: Vec<i64> = sqlx::query_scalar(
         "WITH appended AS (
@@ -66,6 +88,11 @@ pub async fn write_activation(
              UPDATE sagas
              SET status = $14, next_event_seq = $15, output = $16, error = $17, updated_at = now()
              WHERE id = $1
+         ), disarmed AS (
+             DELETE FROM timers WHERE saga_id = $1 AND key LIKE ANY($18::text[])
+         ), forgotten AS (
+             DELETE FROM activity_heartbeats
+             WHERE saga_id = $1 AND ($19 OR step = ANY($20::integer[]))
          )
          SELECT id FROM enqueued",
     )
@@ -86,7 +113,10 @@ pub async fn write_activation(
     .bind(update.next_event_seq)
     .bind(update.output)
     .bind(update.error)
-    .fetch_all(&mut **tx)
+    .bind(timer_patterns)
+    .bind(disarm.all)
+    .bind(steps)
+    .fetch_all(&mut *tx)
     .await?;
     ids.sort_unstable();
     Ok(ids)

@@ -3,14 +3,14 @@ use sagaflow_codec::PayloadCodec;
 use sagaflow_contracts::{HistoryEvent, SagaEvent, SagaId};
 use sqlx::PgExecutor;
 
-use super::Tx;
+use sqlx::PgConnection;
 
 /// Appends `events` to the saga's history from position `first_seq` on, recorded `at` (the
 /// orchestrator's clock, which `ctx.now()` replays). Appending at a position that is taken
 /// fails on the primary key: the history is never forked. Each event is stored as `codec`
 /// encodes it (sensitive fields encrypted).
 pub async fn append_events(
-    tx: &mut Tx,
+    tx: &mut PgConnection,
     saga: SagaId,
     first_seq: i64,
     events: &[SagaEvent],
@@ -31,7 +31,7 @@ pub async fn append_events(
     .bind(&kinds)
     .bind(&bodies)
     .bind(at)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

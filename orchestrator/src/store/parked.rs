@@ -4,7 +4,7 @@
 use sagaflow_contracts::SagaId;
 use serde::{Deserialize, Serialize};
 
-use super::Tx;
+use sqlx::PgConnection;
 
 /// A fact kept for a stuck saga.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,23 +21,30 @@ pub enum ParkedFact {
     Timer { key: String, attempt: u32 },
 }
 
-pub async fn park_fact(tx: &mut Tx, saga: SagaId, fact: &ParkedFact) -> Result<(), sqlx::Error> {
+pub async fn park_fact(
+    tx: &mut PgConnection,
+    saga: SagaId,
+    fact: &ParkedFact,
+) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO parked_facts (saga_id, fact) VALUES ($1, $2)")
         .bind(saga.0)
         .bind(sqlx::types::Json(fact))
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
 
 /// Takes the saga's parked facts, oldest first (deleted when `tx` commits).
-pub async fn take_parked_facts(tx: &mut Tx, saga: SagaId) -> Result<Vec<ParkedFact>, sqlx::Error> {
+pub async fn take_parked_facts(
+    tx: &mut PgConnection,
+    saga: SagaId,
+) -> Result<Vec<ParkedFact>, sqlx::Error> {
     let facts: Vec<sqlx::types::Json<ParkedFact>> = sqlx::query_scalar(
         "WITH taken AS (DELETE FROM parked_facts WHERE saga_id = $1 RETURNING id, fact)
          SELECT fact FROM taken ORDER BY id",
     )
     .bind(saga.0)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     Ok(facts.into_iter().map(|f| f.0).collect())
 }

@@ -3,7 +3,7 @@ use sagaflow_contracts::{SagaId, SagaStatus};
 use serde_json::Value;
 use sqlx::{PgExecutor, Row};
 
-use super::Tx;
+use sqlx::PgConnection;
 
 /// One row of `sagas`.
 #[derive(Debug, Clone)]
@@ -67,7 +67,7 @@ pub struct NewSaga<'a> {
 
 /// Inserts a running saga with no events yet. Returns `false`, inserting nothing, when a saga of
 /// the same type already has this start key: the start is a duplicate.
-pub async fn insert_saga(tx: &mut Tx, saga: NewSaga<'_>) -> Result<bool, sqlx::Error> {
+pub async fn insert_saga(tx: &mut PgConnection, saga: NewSaga<'_>) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
         "INSERT INTO sagas (id, saga_type, status, input, next_event_seq, start_key, reply_to, correlation_id, trace_context)
          VALUES ($1, $2, 'running', $3, 0, $4, $5, $6, $7)
@@ -87,20 +87,20 @@ pub async fn insert_saga(tx: &mut Tx, saga: NewSaga<'_>) -> Result<bool, sqlx::E
                 .collect::<std::collections::BTreeMap<_, _>>(),
         )
     }))
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     Ok(inserted == 1)
 }
 
 /// Locks the saga's row for the rest of `tx`; whoever holds it is the only one advancing it.
-pub async fn lock_saga(tx: &mut Tx, id: SagaId) -> Result<Option<SagaRow>, sqlx::Error> {
+pub async fn lock_saga(tx: &mut PgConnection, id: SagaId) -> Result<Option<SagaRow>, sqlx::Error> {
     sqlx::query(&format!(
         "SELECT {COLUMNS} FROM sagas WHERE id = $1 FOR UPDATE"
     ))
     .bind(id.0)
     .try_map(saga_row)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await
 }
 
@@ -139,7 +139,7 @@ pub struct SagaUpdate<'a> {
 
 /// Writes the saga's new status and history position.
 pub async fn update_saga(
-    tx: &mut Tx,
+    tx: &mut PgConnection,
     id: SagaId,
     update: SagaUpdate<'_>,
 ) -> Result<(), sqlx::Error> {
@@ -153,7 +153,7 @@ pub async fn update_saga(
     .bind(update.next_event_seq)
     .bind(update.output)
     .bind(update.error)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

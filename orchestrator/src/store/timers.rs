@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sagaflow_contracts::{SagaId, StepSeq};
 use sqlx::PgExecutor;
 
-use super::Tx;
+use sqlx::PgConnection;
 
 /// One armed timer.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -18,7 +18,7 @@ pub struct TimerRow {
 
 /// Arms the timer `key` of `saga`, or moves it if it is armed already.
 pub async fn arm_timer(
-    tx: &mut Tx,
+    tx: &mut PgConnection,
     saga: SagaId,
     key: &str,
     attempt: u32,
@@ -35,14 +35,14 @@ pub async fn arm_timer(
     .bind(attempt as i32)
     .bind(fire_at)
     .bind(period_ms.map(|p| i64::try_from(p).unwrap_or(i64::MAX)))
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
 /// Disarms the timers of `step` (its retry wait and timeouts) and forgets its heartbeats.
 pub async fn cancel_step_timers(
-    tx: &mut Tx,
+    tx: &mut PgConnection,
     saga: SagaId,
     step: StepSeq,
 ) -> Result<(), sqlx::Error> {
@@ -54,28 +54,16 @@ pub async fn cancel_step_timers(
     .bind(saga.0)
     .bind(format!("activity/{step}/%"))
     .bind(step.0 as i32)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Disarms every timer of a saga that has ended.
-pub async fn cancel_all_timers(tx: &mut Tx, saga: SagaId) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "WITH disarmed AS (DELETE FROM timers WHERE saga_id = $1)
-         DELETE FROM activity_heartbeats WHERE saga_id = $1",
-    )
-    .bind(saga.0)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
 /// Deletes the timer that fired.
-pub async fn delete_timer(tx: &mut Tx, id: i64) -> Result<(), sqlx::Error> {
+pub async fn delete_timer(tx: &mut PgConnection, id: i64) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM timers WHERE id = $1")
         .bind(id)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
@@ -99,7 +87,7 @@ pub async fn due_timers(
 /// The timer `id`, locked for the rest of `tx`, if it is still armed and due at `now` (a
 /// heartbeat may have moved it, another replica may have fired it).
 pub async fn lock_due_timer(
-    tx: &mut Tx,
+    tx: &mut PgConnection,
     id: i64,
     now: DateTime<Utc>,
 ) -> Result<Option<TimerRow>, sqlx::Error> {
@@ -109,7 +97,7 @@ pub async fn lock_due_timer(
     )
     .bind(id)
     .bind(now)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await
 }
 
@@ -124,7 +112,7 @@ pub async fn next_fire_at(db: impl PgExecutor<'_>) -> Result<Option<DateTime<Utc
 /// and keeps `details` for a later attempt. Returns whether the attempt is still timed by a
 /// heartbeat timer (false when it ended, or has no heartbeat timeout).
 pub async fn record_heartbeat(
-    tx: &mut Tx,
+    tx: &mut PgConnection,
     saga: SagaId,
     step: StepSeq,
     attempt: u32,
@@ -139,7 +127,7 @@ pub async fn record_heartbeat(
     .bind(format!("activity/{step}/heartbeat"))
     .bind(attempt as i32)
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     if details.is_some() {
@@ -155,7 +143,7 @@ pub async fn record_heartbeat(
         .bind(attempt as i32)
         .bind(details)
         .bind(now)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     }
     Ok(moved > 0)
@@ -163,14 +151,14 @@ pub async fn record_heartbeat(
 
 /// The details of the last heartbeat of `step`, for its next attempt.
 pub async fn last_heartbeat_details(
-    tx: &mut Tx,
+    tx: &mut PgConnection,
     saga: SagaId,
     step: StepSeq,
 ) -> Result<Option<serde_json::Value>, sqlx::Error> {
     sqlx::query_scalar("SELECT details FROM activity_heartbeats WHERE saga_id = $1 AND step = $2")
         .bind(saga.0)
         .bind(step.0 as i32)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await
         .map(Option::flatten)
 }
