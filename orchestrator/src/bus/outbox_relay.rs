@@ -7,7 +7,8 @@ use lapin::Connection;
 use sagaflow_amqp::OutgoingMessage;
 use sagaflow_amqp::{declare_queue, PublishError, Publisher, QueueType};
 use sagaflow_contracts::{headers, Topology};
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
 use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 
@@ -99,6 +100,11 @@ pub struct OutboxRelay {
     /// How long a batch may wait on PostgreSQL, its confirms apart (see
     /// [`DatabaseTimeouts::work`](crate::store::DatabaseTimeouts::work)).
     pub work_timeout: Duration,
+    /// The connection the deletes go through, kept between batches: a pooled connection is
+    /// pinged when taken and twice when given back, three round trips for a batch's one
+    /// delete. Taken out while in use, so a batch abandoned at its deadline drops it (back to
+    /// the pool, which checks it) instead of keeping a connection in an unknown state.
+    pub(crate) held_connection: Option<PoolConnection<Postgres>>,
 }
 
 /// The relay stopped: its broker connection failed.
@@ -313,10 +319,33 @@ impl OutboxRelay {
                 }
             }
         }
-        store::delete_outbox_rows(&self.pool, &published).await?;
+        self.delete_published(&published).await?;
         if broken {
             self.reopen_channel().await?;
         }
+        Ok(())
+    }
+
+    /// Deletes the rows the broker took, through [`OutboxRelay::held_connection`]; once more on
+    /// a fresh connection if that one fails (it may have died while idle: a database restart).
+    async fn delete_published(&mut self, ids: &[i64]) -> Result<(), RelayError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        if let Some(mut held) = self.held_connection.take() {
+            match store::delete_outbox_rows(&mut *held, ids).await {
+                Ok(()) => {
+                    self.held_connection = Some(held);
+                    return Ok(());
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "the relay's connection failed; taking another")
+                }
+            }
+        }
+        let mut fresh = self.pool.acquire().await?;
+        store::delete_outbox_rows(&mut *fresh, ids).await?;
+        self.held_connection = Some(fresh);
         Ok(())
     }
 

@@ -96,7 +96,7 @@ impl Processor {
     ) -> Result<Disposition, ProcessError> {
         let now = Utc::now();
         let mut tx = work.begin().await?;
-        let Some(saga) = store::lock_saga(&mut tx, saga_id).await? else {
+        let Some(saga) = tx.lock_saga(saga_id).await? else {
             tx.end_unwritten();
             return Ok(Disposition::DeadLetter(format!("no saga {saga_id} exists")));
         };

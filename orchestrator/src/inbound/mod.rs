@@ -22,7 +22,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use sagaflow_amqp::{Delivery, Publisher};
-use sagaflow_contracts::{ActivityOptions, Topology};
+use sagaflow_contracts::{ActivityOptions, SagaId, Topology};
 use sagaflow_engine::{panic_message, SagaRegistry};
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -135,6 +135,13 @@ impl Processor {
         }
         let batched = self.within_deadline(async {
             let mut batch = Batch::begin(&self.pool).await?;
+            if let Inbound::Results = inbound {
+                let sagas: Vec<SagaId> = deliveries
+                    .iter()
+                    .filter_map(|delivery| Some(result::attempt_from_headers(delivery)?.0))
+                    .collect();
+                batch.lock_sagas(&sagas).await?;
+            }
             let mut dispositions = Vec::with_capacity(deliveries.len());
             for delivery in &deliveries {
                 let disposition = self

@@ -11,11 +11,14 @@
 //! deliveries processed again one by one. So one message's failure never costs another its
 //! commit, and what a batch commits is exactly what its messages would have committed alone.
 
+use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 
+use sagaflow_contracts::SagaId;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::advance::AfterCommit;
+use crate::store::{self, SagaRow};
 
 /// Where a delivery's writes go: a transaction of its own, or the batch's.
 pub(crate) enum Work<'w> {
@@ -29,6 +32,8 @@ pub(crate) struct Batch {
     after_commit: Vec<AfterCommit>,
     /// A part ended without committing: the batch must be rolled back.
     abandoned: bool,
+    /// Sagas locked ahead, all in one statement, not yet used by a part.
+    locked: HashMap<SagaId, SagaRow>,
 }
 
 impl Batch {
@@ -37,7 +42,18 @@ impl Batch {
             tx: pool.begin().await?,
             after_commit: Vec::new(),
             abandoned: false,
+            locked: HashMap::new(),
         })
+    }
+
+    /// Locks the sagas the batch's messages are about, in one statement and in the order of
+    /// their ids: two batches cannot deadlock on them, and each part finds its saga locked.
+    pub(crate) async fn lock_sagas(&mut self, ids: &[SagaId]) -> Result<(), sqlx::Error> {
+        if ids.len() > 1 {
+            let rows = store::lock_sagas(&mut self.tx, ids).await?;
+            self.locked = rows.into_iter().map(|row| (row.id, row)).collect();
+        }
+        Ok(())
     }
 
     /// Whether a part ended without committing (see the module's documentation).
@@ -80,6 +96,18 @@ pub(crate) enum Tx<'w> {
 }
 
 impl Tx<'_> {
+    /// Locks saga `id` for the rest of the transaction and reads it (in a batch, it may be
+    /// locked already: see [`Batch::lock_sagas`]).
+    pub(crate) async fn lock_saga(&mut self, id: SagaId) -> Result<Option<SagaRow>, sqlx::Error> {
+        if let Tx::InBatch { batch, .. } = self {
+            // Taken once: a second message about the same saga reads what the first wrote.
+            if let Some(row) = batch.locked.remove(&id) {
+                return Ok(Some(row));
+            }
+        }
+        store::lock_saga(self, id).await
+    }
+
     /// Makes the writes durable (alone) or hands them to the batch's commit. Returns `after`
     /// when it is to run now; in a batch it runs after the batch's commit instead.
     pub(crate) async fn commit(

@@ -21,8 +21,8 @@ pub use outbox::{
 };
 pub use parked::{park_fact, take_parked_facts, ParkedFact};
 pub use sagas::{
-    find_saga_by_start_key, get_saga, insert_saga, list_sagas, lock_saga, update_saga, NewSaga,
-    SagaRow, SagaUpdate,
+    find_saga_by_start_key, get_saga, insert_saga, list_sagas, lock_saga, lock_sagas, update_saga,
+    NewSaga, SagaRow, SagaUpdate,
 };
 pub use timers::{
     arm_timer, cancel_step_timers, delete_timer, due_timers, last_heartbeat_details,

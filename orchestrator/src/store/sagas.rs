@@ -104,6 +104,22 @@ pub async fn lock_saga(tx: &mut PgConnection, id: SagaId) -> Result<Option<SagaR
     .await
 }
 
+/// Locks the rows of the sagas `ids` that exist, in the order of their ids (so that two
+/// transactions locking several sagas cannot deadlock), and returns them.
+pub async fn lock_sagas(
+    tx: &mut PgConnection,
+    ids: &[SagaId],
+) -> Result<Vec<SagaRow>, sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM sagas WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+    ))
+    .bind(ids)
+    .try_map(saga_row)
+    .fetch_all(&mut *tx)
+    .await
+}
+
 /// The saga, if it exists.
 pub async fn get_saga(db: impl PgExecutor<'_>, id: SagaId) -> Result<Option<SagaRow>, sqlx::Error> {
     sqlx::query(&format!("SELECT {COLUMNS} FROM sagas WHERE id = $1"))

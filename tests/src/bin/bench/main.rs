@@ -64,6 +64,10 @@ struct Args {
     /// Orchestrator replicas.
     #[arg(long, default_value_t = 1)]
     orchestrators: usize,
+    /// SAGAFLOW_MAX_BATCH of the orchestrators (group commit); 1 gives every message a
+    /// transaction of its own.
+    #[arg(long, default_value_t = 8)]
+    max_batch: u16,
     /// Run the `Steps` saga with this many activities, one after the other (the cost of a long
     /// saga), instead of ProcessPayment; on the test orchestrator.
     #[arg(long, default_value_t = 0)]
@@ -101,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
         ),
         ("SAGAFLOW_CONCURRENCY", args.process_concurrency.to_string()),
         ("SAGAFLOW_CACHE_SIZE", args.cache_size.to_string()),
+        ("SAGAFLOW_MAX_BATCH", args.max_batch.to_string()),
         ("RUST_LOG", "warn".to_owned()),
     ];
     let tuning: Vec<(&str, &str)> = tuning.iter().map(|(k, v)| (*k, v.as_str())).collect();
