@@ -126,7 +126,7 @@ impl Processor {
     }
 
     /// Processes `deliveries` in one transaction (group commit, see `work.rs`), then settles
-    /// them in order. If one of them cannot be committed with the others, the batch is rolled
+    /// them. If one of them cannot be committed with the others, the batch is rolled
     /// back and each is processed alone.
     pub async fn handle_batch(&self, inbound: Inbound, mut deliveries: Vec<Delivery>) {
         if deliveries.len() == 1 {
@@ -163,9 +163,12 @@ impl Processor {
                 for after in after_commit {
                     self.after_commit(after);
                 }
-                for (delivery, disposition) in deliveries.into_iter().zip(dispositions) {
-                    self.settle(inbound, delivery, Ok(disposition)).await;
-                }
+                // At once: one that is put back (after a pause) must not hold the others' acks.
+                let settling = deliveries
+                    .into_iter()
+                    .zip(dispositions)
+                    .map(|(delivery, disposition)| self.settle(inbound, delivery, Ok(disposition)));
+                futures::future::join_all(settling).await;
             }
             // A delivery could not be committed with the others, or the commit failed (if it
             // committed after all, processing again finds duplicates): each on its own.
