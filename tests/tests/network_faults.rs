@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use sagaflow_e2e::{assert_none_exited, Bin, Deployment, Fault, Service};
+use sagaflow_orchestrator::store::{self, DatabaseTimeouts};
 use tokio::time::Instant;
 
 const SAGAS: usize = 200;
@@ -180,6 +181,45 @@ async fn chaos_sagas_finish_once_when_open_postgresql_connections_go_silent() {
         .assert_payments_completed_once(&keys, RECOVERY)
         .await;
     assert_none_exited(&mut running);
+}
+
+/// The mechanism under the test above, alone: a unit of work abandoned at its deadline because
+/// its server went silent gives its connection's place in the pool back within seconds (the
+/// patched sqlx-core, `vendor/sqlx-core/SAGAFLOW-PATCH.md`). Unpatched, a pool of one never got
+/// it back: closing a silent connection over TLS waits for good, and so does its ping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_gets_back_the_place_of_work_abandoned_on_a_silent_connection() {
+    let mut deployment = Deployment::new().await;
+    let proxies = deployment.route_through_proxies().await;
+    let url = deployment
+        .env()
+        .into_iter()
+        .find_map(|(key, value)| (key == "DATABASE_URL").then_some(value))
+        .expect("the deployment has a database URL");
+    let timeouts = DatabaseTimeouts {
+        acquire: Duration::from_secs(30),
+        ..DatabaseTimeouts::default()
+    };
+    let pool = store::connect(&url, 1, timeouts)
+        .await
+        .expect("the pool connects through the proxy");
+
+    let abandoned = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut tx = pool.begin().await?;
+        proxies.postgres.stall_open();
+        sqlx::query("SELECT 1").execute(&mut *tx).await
+    });
+    assert!(abandoned.await.is_err(), "a silent server answered");
+
+    let next = tokio::time::timeout(
+        Duration::from_secs(15),
+        sqlx::query("SELECT 1").execute(&pool),
+    );
+    match next.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => panic!("the next work failed: {error}"),
+        Err(_) => panic!("the pool did not get its connection back within 15 s"),
+    }
 }
 
 /// One process slot, kept filled as a supervisor (systemd, Kubernetes) would: the test kills its

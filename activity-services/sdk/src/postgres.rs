@@ -70,18 +70,10 @@ impl DatabaseArgs {
         Ok(PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(DATABASE_TIMEOUT)
-            // sqlx pings every connection given back, without a deadline: one whose server went
-            // silent (a failover behind the same address, a lost network path) would hang there
-            // and keep its place in the pool for good. Checked first with a deadline, and
-            // closed if silent.
-            .after_release(|connection, _| {
-                Box::pin(async move {
-                    match tokio::time::timeout(DATABASE_TIMEOUT, connection.ping()).await {
-                        Ok(answered) => answered.map(|()| true),
-                        Err(_) => Ok(false),
-                    }
-                })
-            })
+            // A connection given back whose server went silent (a failover behind the same
+            // address, a lost network path) is dropped after a few seconds by the patched
+            // sqlx-core (vendor/sqlx-core/SAGAFLOW-PATCH.md) instead of keeping its place in the
+            // pool for good.
             .connect_lazy_with(options))
     }
 }

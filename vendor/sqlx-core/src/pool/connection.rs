@@ -15,6 +15,11 @@ use std::future::Future;
 
 const CLOSE_ON_DROP_TIMEOUT: Duration = Duration::from_secs(5);
 
+// SAGAFLOW-PATCH: how long giving a connection back may take (the `after_release` hook, the
+// ping, a graceful close). Past it the connection is dropped without more I/O, and its place in
+// the pool is freed. See `SAGAFLOW-PATCH.md`.
+const RETURN_TO_POOL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A connection managed by a [`Pool`][crate::pool::Pool].
 ///
 /// Will be returned to the pool on-drop.
@@ -143,7 +148,21 @@ impl<DB: Database> PoolConnection<DB> {
 
         async move {
             let returned_to_pool = if let Some(floating) = floating {
-                floating.return_to_pool().await
+                // SAGAFLOW-PATCH: bounded. Unbounded, a connection whose server went silent (the
+                // socket stays open, nothing comes back) kept its place in the pool for good:
+                // the ping waits forever, and so does closing it over TLS (rustls's flush
+                // waits to read). Dropping the future drops the connection: its socket is
+                // closed and its permit released.
+                match crate::rt::timeout(RETURN_TO_POOL_TIMEOUT, floating.return_to_pool()).await {
+                    Ok(returned) => returned,
+                    Err(_) => {
+                        tracing::warn!(
+                            timeout = ?RETURN_TO_POOL_TIMEOUT,
+                            "a connection given back to the pool did not answer in time; dropped"
+                        );
+                        false
+                    }
+                }
             } else {
                 false
             };
