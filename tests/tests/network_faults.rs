@@ -147,14 +147,11 @@ async fn sagas_finish_once_when_postgresql_connections_are_cut_and_delayed() {
     assert_none_exited(&mut running);
 }
 
-// Ignored: flaky. It passed alone in 4 of 5 runs, failed in 2 of 4 runs inside the suite and once
-// alone in CI's chaos profile. In a failing run each orchestrator's pool (4 connections) reports
-// "pool timed out while waiting for an open connection" for the whole minute after the second
-// stall, with only about three works per process abandoned at the 8 s work deadline: some
-// connections are held somewhere without a deadline, or the pool does not open new ones. Not
-// found yet. Run it with `cargo nextest run --profile chaos --run-ignored only -E
-// 'test(open_postgresql_connections_go_silent)'`.
-#[ignore = "flaky: a pool can stay exhausted for over a minute after its open connections go silent"]
+// Named `chaos_*`: it runs alone, after the suite (inside it, its leftover server sessions could
+// use up the shared PostgreSQL's connections). It was flaky while sqlx's pool waited without a
+// deadline to give back a connection whose server went silent (closing it over TLS never
+// returned): each abandoned work cost its pool a place for good, and an orchestrator that
+// abandoned four works (the pool's size) over the two stalls stayed exhausted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_sagas_finish_once_when_open_postgresql_connections_go_silent() {
     let mut deployment = Deployment::new().await;
