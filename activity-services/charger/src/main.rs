@@ -17,7 +17,7 @@ use sagaflow_sdk::contracts::error_kinds;
 use sagaflow_sdk::contracts::payments::{
     Charge, PaymentRequest, Refund, RefundRequest, CHARGE_CUSTOMER, REFUND_CHARGE,
 };
-use sagaflow_sdk::postgres::DatabaseArgs;
+use sagaflow_sdk::postgres::{within_deadline, DatabaseArgs};
 use sagaflow_sdk::{ActivityContext, ActivityError, ActivityWorker, CancellationToken, WorkerArgs};
 use sqlx::PgPool;
 
@@ -97,7 +97,7 @@ impl Charger {
                 }
             }
         }
-        charges::charge_once(&self.pool, &ctx, &request)
+        within_deadline(charges::charge_once(&self.pool, &ctx, &request))
             .await
             .map_err(|error| {
                 ActivityError::transient(
@@ -115,7 +115,7 @@ async fn refund_charge(
     ctx: ActivityContext,
     request: RefundRequest,
 ) -> Result<Refund, ActivityError> {
-    refunds::refund_once(&pool, &ctx, &request)
+    within_deadline(refunds::refund_once(&pool, &ctx, &request))
         .await
         .map_err(|error| match error {
             RefundError::UnknownCharge(_) => {

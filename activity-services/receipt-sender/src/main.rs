@@ -9,7 +9,7 @@ mod receipts;
 use anyhow::Context;
 use clap::Parser;
 use sagaflow_sdk::contracts::payments::{Receipt, ReceiptRequest, SEND_RECEIPT};
-use sagaflow_sdk::postgres::DatabaseArgs;
+use sagaflow_sdk::postgres::{within_deadline, DatabaseArgs};
 use sagaflow_sdk::{ActivityContext, ActivityError, ActivityWorker, WorkerArgs};
 use sqlx::PgPool;
 
@@ -47,7 +47,7 @@ async fn send_receipt(
             ),
         ));
     }
-    receipts::send_once(&pool, &ctx, &request)
+    within_deadline(receipts::send_once(&pool, &ctx, &request))
         .await
         .map_err(|error| {
             ActivityError::transient(

@@ -6,6 +6,7 @@
 
 mod reservations;
 
+use std::future::Future;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -13,7 +14,8 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 
 pub use reservations::ReservationTable;
 
-/// How long to wait for PostgreSQL: at start-up, and for a pooled connection.
+/// How long to wait for PostgreSQL: at start-up, for a pooled connection, and for one unit of an
+/// activity's work ([`within_deadline`]).
 const DATABASE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The `--database-url` flag, to `#[command(flatten)]` into a service's arguments.
@@ -70,20 +72,39 @@ impl DatabaseArgs {
         Ok(PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(DATABASE_TIMEOUT)
-            // sqlx pings every connection given back, without a deadline: one whose server went
-            // silent (a failover behind the same address, a lost network path) would hang there
-            // and keep its place in the pool for good. Checked first with a deadline, and
-            // closed if silent.
-            .after_release(|connection, _| {
-                Box::pin(async move {
-                    match tokio::time::timeout(DATABASE_TIMEOUT, connection.ping()).await {
-                        Ok(answered) => answered.map(|()| true),
-                        Err(_) => Ok(false),
-                    }
-                })
-            })
+            // A connection given back whose server went silent (a failover behind the same
+            // address, a lost network path) is dropped after a few seconds by the patched
+            // sqlx-core (vendor/sqlx-core/SAGAFLOW-PATCH.md) instead of keeping its place in the
+            // pool for good.
             .connect_lazy_with(options))
     }
+}
+
+/// `work` (an activity's queries) within a deadline, else a `TimedOut` I/O error: a query on a
+/// connection whose server went silent (a failover behind the same address, a lost network path)
+/// would otherwise wait for good, holding the attempt and its connection. The work is dropped at
+/// the deadline: what it had not committed is rolled back, and its connection is dropped by the
+/// pool. Report the error as a retryable failure; the effect is done once by its idempotency key.
+pub async fn within_deadline<T, E>(work: impl Future<Output = Result<T, E>>) -> Result<T, E>
+where
+    E: From<sqlx::Error>,
+{
+    within(DATABASE_TIMEOUT, work).await
+}
+
+async fn within<T, E>(deadline: Duration, work: impl Future<Output = Result<T, E>>) -> Result<T, E>
+where
+    E: From<sqlx::Error>,
+{
+    tokio::time::timeout(deadline, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("PostgreSQL did not answer within {deadline:?}; the work is given up"),
+            ))
+            .into())
+        })
 }
 
 /// Runs `create_table` (a `CREATE TABLE IF NOT EXISTS …`) for `table`. Replicas starting together
@@ -111,4 +132,19 @@ pub async fn create_table_once(
         table: table.to_owned(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn work_that_never_answers_is_given_up_at_the_deadline() {
+        let silent = std::future::pending::<Result<(), sqlx::Error>>();
+        let given_up = within(Duration::from_millis(10), silent).await;
+        assert!(
+            matches!(&given_up, Err(sqlx::Error::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut),
+            "{given_up:?}"
+        );
+    }
 }

@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::Parser;
 use sagaflow_sdk::contracts::error_kinds;
 use sagaflow_sdk::contracts::travel::{Cancellation, Reservation, TripRequest};
-use sagaflow_sdk::postgres::{DatabaseArgs, ReservationTable};
+use sagaflow_sdk::postgres::{within_deadline, DatabaseArgs, ReservationTable};
 use sagaflow_sdk::{ActivityContext, ActivityError, ActivityWorker, WorkerArgs};
 use sqlx::PgPool;
 
@@ -106,8 +106,7 @@ impl Service {
                 () = ctx.cancelled() => return Err(self.cancelled(&ctx)),
             }
         }
-        self.table
-            .reserve_once(&self.pool, &ctx, &trip)
+        within_deadline(self.table.reserve_once(&self.pool, &ctx, &trip))
             .await
             .map_err(|e| self.database_unavailable(e))
     }
@@ -117,8 +116,7 @@ impl Service {
         ctx: ActivityContext,
         reservation: Reservation,
     ) -> Result<Cancellation, ActivityError> {
-        self.table
-            .cancel_once(&self.pool, &ctx, &reservation)
+        within_deadline(self.table.cancel_once(&self.pool, &ctx, &reservation))
             .await
             .map_err(|e| self.database_unavailable(e))?
             .ok_or_else(|| {

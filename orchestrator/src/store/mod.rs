@@ -78,7 +78,7 @@ pub struct DatabaseTimeouts {
     /// How long to wait for a pooled connection, and for a new one.
     pub acquire: Duration,
     /// How long one unit of work may wait on PostgreSQL from this side: a message's
-    /// transaction, an outbox or timer batch, the check of a connection given back to the pool.
+    /// transaction, an outbox or timer batch.
     /// The server's timeouts cannot help with a connection whose server went silent (a failover
     /// behind the same address, a lost network path): without this, its query waits for the
     /// kernel to give the socket up, a quarter of an hour later.
@@ -115,6 +115,10 @@ fn connect_options(
     ]))
 }
 
+/// A connection whose work was abandoned at [`DatabaseTimeouts::work`] because its server went
+/// silent goes back to the pool, which gives it a few seconds to answer its ping (or to close)
+/// and then drops it: the patched sqlx-core (`vendor/sqlx-core/SAGAFLOW-PATCH.md`). Unpatched,
+/// both waited forever (over TLS) and the connection kept its place in the pool for good.
 fn pool_options(max_connections: u32, timeouts: DatabaseTimeouts) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
@@ -125,18 +129,6 @@ fn pool_options(max_connections: u32, timeouts: DatabaseTimeouts) -> PgPoolOptio
         // exhausted for longer than a test's minute (network_faults.rs). Its round trip per
         // transaction measured within the noise (BENCHMARKS.md).
         .test_before_acquire(true)
-        // sqlx pings every connection given back, without a deadline: one whose work was
-        // abandoned at `timeouts.work` because its server went silent would hang there and keep
-        // its place in the pool for good. Checked here first, with a deadline, and closed if
-        // silent.
-        .after_release(move |connection, _| {
-            Box::pin(async move {
-                match tokio::time::timeout(timeouts.work, connection.ping()).await {
-                    Ok(answered) => answered.map(|()| true),
-                    Err(_) => Ok(false),
-                }
-            })
-        })
 }
 
 /// Connects a pool of up to `max_connections` to `url` and runs the migrations.
