@@ -101,8 +101,7 @@ pub struct OutboxRelay {
     /// [`DatabaseTimeouts::work`](crate::store::DatabaseTimeouts::work)).
     pub work_timeout: Duration,
     /// The connection the deletes go through, kept between batches: a pooled connection is
-    /// pinged when taken and twice when given back, three round trips for a batch's one
-    /// delete. Taken out while in use, so a batch abandoned at its deadline drops it (back to
+    /// pinged when taken and when given back, two round trips for a batch's one delete. Taken out while in use, so a batch abandoned at its deadline drops it (back to
     /// the pool, which checks it) instead of keeping a connection in an unknown state.
     pub(crate) held_connection: Option<PoolConnection<Postgres>>,
 }
