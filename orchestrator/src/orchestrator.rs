@@ -6,14 +6,13 @@ use sagaflow_amqp::{
     Publisher,
 };
 use sagaflow_contracts::{InvalidName, Topology};
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{CommittedOutbox, OutboxRelay, RelayError};
 use crate::cache::SagaCache;
 use crate::engine::SagaRegistry;
-use crate::inbound::{fire_due_timers, Inbound, Processor};
+use crate::inbound::{fire_due_timers, Inbound, Processor, TimerWakeup};
 use crate::{store, Config};
 
 /// Runs the sagas of a [`SagaRegistry`]: consumes the start and results queues, advances sagas
@@ -307,7 +306,7 @@ impl Orchestrator {
                     publisher: std::sync::RwLock::new(publisher),
                     committed_outbox: CommittedOutbox::default(),
                     outbox_handover: config.outbox_handover(),
-                    timers_armed: Arc::new(Notify::new()),
+                    timer_wakeup: Arc::default(),
                     max_message_bytes: config.max_message_bytes,
                     max_command_bytes: usize::try_from(config.max_command_bytes)
                         .unwrap_or(usize::MAX),
@@ -342,7 +341,7 @@ impl Orchestrator {
         let stop_timers = CancellationToken::new();
         let timer_claimer = tokio::spawn(claim_timers(
             processor.clone(),
-            processor.timers_armed.clone(),
+            processor.timer_wakeup.clone(),
             config.timer_poll_interval(),
             stop_timers.clone(),
         ));
@@ -474,12 +473,12 @@ fn flatten(
 /// Timers fired per transaction batch before the claimer looks again.
 const TIMER_BATCH: i64 = 64;
 
-/// Fires due timers until `shutdown`: at the next timer's time (or at once when this process
-/// arms one), and at least every `poll` for timers other replicas armed. A database failure
+/// Fires due timers until `shutdown`: at the next timer's time (or earlier when this process
+/// arms one due before then), and at least every `poll` for timers other replicas armed. A database failure
 /// is logged and tried again at the next poll: timers are rows, nothing is lost.
 async fn claim_timers(
     processor: Arc<Processor>,
-    armed: Arc<Notify>,
+    wakeup: Arc<TimerWakeup>,
     poll: std::time::Duration,
     shutdown: CancellationToken,
 ) {
@@ -511,8 +510,7 @@ async fn claim_timers(
         };
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = armed.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
+            _ = wakeup.wait(tokio::time::Instant::now() + wait) => {}
         }
     }
 }

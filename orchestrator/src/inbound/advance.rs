@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sagaflow_amqp::OutgoingMessage;
 use sagaflow_contracts::{
     error_kinds, headers, ActivityCancel, ActivityCommand, ActivityError, ActivityOutcome,
-    IdempotencyKey, SagaEvent, SagaFinished, SagaId, SagaStatus,
+    IdempotencyKey, SagaEvent, SagaFinished, SagaId, SagaStatus, StepSeq,
 };
 use sagaflow_engine::{
     Activation, Effect, Fact, FactRejected, ReplayError, Replayed, SagaEnd, SagaRun, TimerKey,
@@ -80,7 +80,8 @@ pub(crate) struct CommittedActivation {
     activities: Vec<String>,
     /// The outbox rows it wrote (ids, messages), for this process's relay.
     outbox: (Vec<i64>, Vec<OutgoingMessage>),
-    timers_armed: bool,
+    /// When the earliest timer it armed is due.
+    earliest_timer: Option<DateTime<Utc>>,
 }
 
 impl Processor {
@@ -362,39 +363,12 @@ impl Processor {
             ActivationMetrics::gather(run.as_ref(), &activation.events, &activation.effects, now);
 
         let mut messages = Vec::new();
-        let mut armed = false;
-        let mut disarm = store::Disarm::default();
-        for (index, effect) in activation.effects.iter().enumerate() {
+        for effect in &activation.effects {
             match effect {
                 Effect::SendActivityCommand { .. } => {
                     // Built (and size-checked) above, in the order of their effects.
                     messages.extend(commands.pop_front());
                 }
-                Effect::ArmTimer {
-                    key,
-                    attempt,
-                    fire_at,
-                    period_ms,
-                } => {
-                    store::arm_timer(
-                        &mut tx,
-                        saga,
-                        &key.to_string(),
-                        *attempt,
-                        *fire_at,
-                        *period_ms,
-                    )
-                    .await?;
-                    armed = true;
-                }
-                // Disarmed by the activation's final write, unless this activation arms a timer
-                // of the step again after disarming it: that write would delete it too.
-                Effect::CancelStepTimers { step }
-                    if rearms(&activation.effects[index..], *step) =>
-                {
-                    store::cancel_step_timers(&mut tx, saga, *step).await?
-                }
-                Effect::CancelStepTimers { step } => disarm.steps.push(*step),
                 Effect::CancelActivity {
                     step,
                     activity,
@@ -407,14 +381,19 @@ impl Processor {
                     attempt: *attempt,
                     reason: reason.clone(),
                 })),
+                Effect::ArmTimer { .. } | Effect::CancelStepTimers { .. } => {}
             }
         }
         let (status, output, error) = outcome(activation.end.as_ref());
         // As stored and sent to the caller: sensitive fields encrypted.
         let output = self.encode(output)?;
         let error = self.encode(error)?;
+        let (disarm_first, timers) = timer_changes(&activation.effects, status.is_final());
+        for step in disarm_first {
+            store::cancel_step_timers(&mut tx, saga, step).await?;
+        }
+        let earliest_timer = timers.arm.iter().map(|timer| timer.fire_at).min();
         if status.is_final() {
-            disarm.all = true;
             if let Some(reply) = self.reply(position, status, &output, &error) {
                 messages.push(reply);
             }
@@ -435,7 +414,7 @@ impl Processor {
             &messages,
             self.outbox_handover,
             update,
-            &disarm,
+            &timers,
         )
         .await?;
         if position.status == SagaStatus::Stuck {
@@ -478,7 +457,7 @@ impl Processor {
                     })
                     .collect(),
                 outbox: (outbox_ids, messages),
-                timers_armed: armed,
+                earliest_timer,
             }),
             cache: cache.map(|cached| (saga, cached)),
             started: (position.next_event_seq == 0).then(|| position.saga_type.clone()),
@@ -521,8 +500,8 @@ impl Processor {
         }
         let (ids, messages) = committed.outbox;
         self.committed_outbox.publish(ids, messages);
-        if committed.timers_armed {
-            self.timers_armed.notify_one();
+        if let Some(fire_at) = committed.earliest_timer {
+            self.timer_wakeup.armed(fire_at);
         }
     }
 
@@ -933,10 +912,131 @@ fn fact_kind(fact: &Fact) -> &'static str {
     }
 }
 
-/// Whether `effects` arm a timer of `step`: then disarming the step's timers cannot wait for
-/// the activation's final write, which would delete those too.
-fn rearms(effects: &[Effect], step: sagaflow_contracts::StepSeq) -> bool {
-    effects
-        .iter()
-        .any(|effect| matches!(effect, Effect::ArmTimer { key, .. } if key.step() == Some(step)))
+/// What the timer effects of an activation come to, applied in their order: the steps whose
+/// timers are disarmed at once (a step disarmed and then armed again: the activation's write
+/// would delete the new timer too), and the net changes that write makes (`store::TimerChanges`).
+/// A saga that `ended` keeps no timer.
+fn timer_changes(effects: &[Effect], ended: bool) -> (Vec<StepSeq>, store::TimerChanges) {
+    let mut disarm_first = Vec::new();
+    let mut changes = store::TimerChanges::default();
+    for (index, effect) in effects.iter().enumerate() {
+        match effect {
+            Effect::ArmTimer {
+                key,
+                attempt,
+                fire_at,
+                period_ms,
+            } => {
+                let key = key.to_string();
+                changes.arm.retain(|armed| armed.key != key);
+                changes.arm.push(store::TimerArm {
+                    key,
+                    attempt: *attempt,
+                    fire_at: *fire_at,
+                    period_ms: *period_ms,
+                });
+            }
+            Effect::CancelStepTimers { step } => {
+                let of_step = |key: &str| {
+                    key.parse::<TimerKey>()
+                        .is_ok_and(|key| key.step() == Some(*step))
+                };
+                changes.arm.retain(|armed| !of_step(&armed.key));
+                let armed_again = effects[index..].iter().any(|later| {
+                    matches!(later, Effect::ArmTimer { key, .. } if key.step() == Some(*step))
+                });
+                match armed_again {
+                    true => disarm_first.push(*step),
+                    false => changes.disarm_steps.push(*step),
+                }
+            }
+            Effect::SendActivityCommand { .. } | Effect::CancelActivity { .. } => {}
+        }
+    }
+    if ended {
+        changes.arm.clear();
+        changes.disarm_all = true;
+    }
+    (disarm_first, changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use sagaflow_contracts::{StepSeq, TimerSeq};
+    use sagaflow_engine::{Effect, TimerKey};
+
+    use super::timer_changes;
+
+    fn arm(key: TimerKey, second: u32) -> Effect {
+        Effect::ArmTimer {
+            key,
+            attempt: 1,
+            fire_at: Utc.timestamp_opt(i64::from(second), 0).unwrap(),
+            period_ms: None,
+        }
+    }
+
+    fn disarm(step: u32) -> Effect {
+        Effect::CancelStepTimers {
+            step: StepSeq(step),
+        }
+    }
+
+    fn keys(effects: &[Effect], ended: bool) -> (Vec<u32>, Vec<String>, Vec<u32>, bool) {
+        let (first, changes) = timer_changes(effects, ended);
+        (
+            first.iter().map(|s| s.0).collect(),
+            changes.arm.iter().map(|t| t.key.clone()).collect(),
+            changes.disarm_steps.iter().map(|s| s.0).collect(),
+            changes.disarm_all,
+        )
+    }
+
+    #[test]
+    fn a_step_resolved_and_the_next_one_timed_go_in_the_one_write() {
+        let effects = [disarm(1), arm(TimerKey::StartToClose(StepSeq(2)), 30)];
+        let expected = (
+            vec![],
+            vec!["activity/2/start-to-close".into()],
+            vec![1],
+            false,
+        );
+        assert_eq!(keys(&effects, false), expected);
+    }
+
+    #[test]
+    fn a_step_disarmed_then_armed_again_is_disarmed_first() {
+        let effects = [disarm(3), arm(TimerKey::Retry(StepSeq(3)), 5)];
+        let expected = (vec![3], vec!["activity/3/retry".into()], vec![], false);
+        assert_eq!(keys(&effects, false), expected);
+    }
+
+    #[test]
+    fn a_timer_armed_then_disarmed_in_one_activation_is_never_written() {
+        let effects = [
+            arm(TimerKey::StartToClose(StepSeq(4)), 30),
+            arm(TimerKey::Sleep(TimerSeq(1)), 60),
+            disarm(4),
+        ];
+        let expected = (vec![], vec!["sleep/1".into()], vec![4], false);
+        assert_eq!(keys(&effects, false), expected);
+    }
+
+    #[test]
+    fn a_key_armed_twice_is_written_once_with_the_last_time() {
+        let effects = [
+            arm(TimerKey::Sleep(TimerSeq(1)), 60),
+            arm(TimerKey::Sleep(TimerSeq(1)), 90),
+        ];
+        let (_, changes) = timer_changes(&effects, false);
+        assert_eq!(changes.arm.len(), 1);
+        assert_eq!(changes.arm[0].fire_at.timestamp(), 90);
+    }
+
+    #[test]
+    fn a_saga_that_ended_keeps_no_timer() {
+        let effects = [arm(TimerKey::Sleep(TimerSeq(1)), 60), disarm(2)];
+        assert_eq!(keys(&effects, true), (vec![], vec![], vec![2], true));
+    }
 }

@@ -25,14 +25,13 @@ use sagaflow_amqp::{Delivery, Publisher};
 use sagaflow_contracts::{ActivityOptions, SagaId, Topology};
 use sagaflow_engine::{panic_message, SagaRegistry};
 use sqlx::PgPool;
-use tokio::sync::Notify;
 
 use crate::bus::CommittedOutbox;
 use crate::cache::SagaCache;
 use crate::telemetry;
 use work::{Batch, Work};
 
-pub(crate) use timer::fire_due_timers;
+pub(crate) use timer::{fire_due_timers, TimerWakeup};
 
 /// Handles the messages of the orchestrator's queues and its due timers.
 pub struct Processor {
@@ -49,8 +48,9 @@ pub struct Processor {
     pub(crate) committed_outbox: CommittedOutbox,
     /// How long the rows of a commit stay reserved for this process.
     pub(crate) outbox_handover: Duration,
-    /// Wakes the timer claimer after a commit that armed timers.
-    pub(crate) timers_armed: Arc<Notify>,
+    /// Wakes the timer claimer for a timer a commit armed, when it is due before the claimer's
+    /// next wake-up.
+    pub(crate) timer_wakeup: Arc<TimerWakeup>,
     pub(crate) max_message_bytes: usize,
     /// Commands larger than this fail their step instead of being sent (`CommandTooLarge`).
     pub(crate) max_command_bytes: usize,

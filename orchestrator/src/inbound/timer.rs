@@ -1,4 +1,4 @@
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sagaflow_contracts::SagaId;
 use sagaflow_engine::{Fact, TimerKey};
 
@@ -56,5 +56,51 @@ impl Processor {
             tracing::warn!(%saga_id, timer = timer.key, reason, "timer did not apply");
         }
         Ok(())
+    }
+}
+
+/// Tells the timer claimer when the earliest timer this process armed is due, so that it wakes
+/// for it, and only for it: a timer due after the claimer's next wake-up costs no query.
+#[derive(Default)]
+pub(crate) struct TimerWakeup {
+    earliest: std::sync::Mutex<Option<DateTime<Utc>>>,
+    armed: tokio::sync::Notify,
+}
+
+impl TimerWakeup {
+    /// A commit armed a timer due at `fire_at`.
+    pub(crate) fn armed(&self, fire_at: DateTime<Utc>) {
+        let mut earliest = self
+            .earliest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if earliest.is_none_or(|earliest| fire_at < earliest) {
+            *earliest = Some(fire_at);
+            self.armed.notify_one();
+        }
+    }
+
+    /// Waits until `wake_at`, or until a timer due before it is armed; returns when to wake up
+    /// now (never later than `wake_at`).
+    pub(crate) async fn wait(&self, wake_at: tokio::time::Instant) -> tokio::time::Instant {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake_at) => return wake_at,
+                _ = self.armed.notified() => {
+                    let armed = self
+                        .earliest
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .take();
+                    if let Some(fire_at) = armed {
+                        let due_in = (fire_at - Utc::now()).to_std().unwrap_or_default();
+                        let due_at = tokio::time::Instant::now() + due_in;
+                        if due_at < wake_at {
+                            return due_at;
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! What one activation writes, in one statement: its events, its outbox messages, the saga
-//! row, and the timers and heartbeats it disarms. Each round trip to PostgreSQL costs both processes more CPU than the rows it carries, so
+//! row, the timers it arms, and the timers and heartbeats it disarms. Each round trip to PostgreSQL costs both processes more CPU than the rows it carries, so
 //! the three writes every advance makes travel together (writable CTEs, each executed exactly
 //! once whether or not the final `SELECT` reads it).
 
@@ -13,14 +13,25 @@ use super::events::event_columns;
 use super::SagaUpdate;
 use sqlx::PgConnection;
 
-/// The timers and heartbeats an activation disarms: those of the steps it resolved, or all of
-/// the saga's when it ended. They are deleted by the activation's last statement, after any
-/// timer it armed: a step whose timers an activation disarms and then arms again is disarmed
-/// on its own, in order, with `cancel_step_timers`.
-#[derive(Debug, Default)]
-pub struct Disarm {
-    pub steps: Vec<StepSeq>,
-    pub all: bool,
+/// The timers an activation arms, and the timers and heartbeats it disarms: those of the steps
+/// it resolved, or all of the saga's when it ended. All in one statement, so they must be the
+/// net result of the activation's timer effects (`inbound/advance.rs`, `timer_changes`): no
+/// key armed twice, no step both armed and disarmed (that statement's deletes do not see what it
+/// inserts).
+#[derive(Debug, Default, PartialEq)]
+pub struct TimerChanges {
+    pub arm: Vec<TimerArm>,
+    pub disarm_steps: Vec<StepSeq>,
+    pub disarm_all: bool,
+}
+
+/// A timer to arm, or to move if its key is armed already.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimerArm {
+    pub key: String,
+    pub attempt: u32,
+    pub fire_at: DateTime<Utc>,
+    pub period_ms: Option<u64>,
 }
 
 /// Appends `events` from position `first_seq` on (recorded `at`, stored as `codec` encodes them), writes `messages` into the
@@ -40,7 +51,7 @@ pub async fn write_activation(
     messages: &[OutgoingMessage],
     handover: std::time::Duration,
     update: SagaUpdate<'_>,
-    disarm: &Disarm,
+    timers: &TimerChanges,
 ) -> Result<Vec<i64>, sqlx::Error> {
     let encode = |e: serde_json::Error| sqlx::Error::Encode(e.into());
     let (seqs, kinds, bodies) = event_columns(first_seq, events, codec)?;
@@ -58,15 +69,31 @@ pub async fn write_activation(
         .map(|m| m.correlation_id.as_deref())
         .collect();
     // The keys of a step's timers are `activity/<step>/<kind>` (TimerKey).
-    let timer_patterns: Vec<String> = match disarm.all {
+    let timer_patterns: Vec<String> = match timers.disarm_all {
         true => vec!["%".to_owned()],
-        false => disarm
-            .steps
+        false => timers
+            .disarm_steps
             .iter()
             .map(|step| format!("activity/{step}/%"))
             .collect(),
     };
-    let steps: Vec<i32> = disarm.steps.iter().map(|step| step.0 as i32).collect();
+    let steps: Vec<i32> = timers
+        .disarm_steps
+        .iter()
+        .map(|step| step.0 as i32)
+        .collect();
+    let arm = &timers.arm;
+    let arm_keys: Vec<&str> = arm.iter().map(|timer| timer.key.as_str()).collect();
+    let arm_attempts: Vec<i32> = arm.iter().map(|timer| timer.attempt as i32).collect();
+    let arm_fire_at: Vec<DateTime<Utc>> = arm.iter().map(|timer| timer.fire_at).collect();
+    let arm_periods: Vec<Option<i64>> = arm
+        .iter()
+        .map(|timer| {
+            timer
+                .period_ms
+                .map(|p| i64::try_from(p).unwrap_or(i64::MAX))
+        })
+        .collect();
     // Outbox ids come from a sequence in insertion order, which is the messages' order.
     let mut ids: Vec<i64> = sqlx::query_scalar(
         "WITH appended AS (
@@ -93,6 +120,14 @@ pub async fn write_activation(
          ), forgotten AS (
              DELETE FROM activity_heartbeats
              WHERE saga_id = $1 AND ($19 OR step = ANY($20::integer[]))
+         ), armed AS (
+             INSERT INTO timers (saga_id, key, attempt, fire_at, period_ms)
+             SELECT $1, key, attempt, fire_at, period_ms
+             FROM UNNEST($21::text[], $22::integer[], $23::timestamptz[], $24::bigint[])
+                  AS t(key, attempt, fire_at, period_ms)
+             ON CONFLICT (saga_id, key) DO UPDATE
+             SET attempt = EXCLUDED.attempt, fire_at = EXCLUDED.fire_at,
+                 period_ms = EXCLUDED.period_ms
          )
          SELECT id FROM enqueued",
     )
@@ -114,8 +149,12 @@ pub async fn write_activation(
     .bind(update.output)
     .bind(update.error)
     .bind(timer_patterns)
-    .bind(disarm.all)
+    .bind(timers.disarm_all)
     .bind(steps)
+    .bind(arm_keys)
+    .bind(arm_attempts)
+    .bind(arm_fire_at)
+    .bind(arm_periods)
     .fetch_all(&mut *tx)
     .await?;
     ids.sort_unstable();

@@ -13,7 +13,7 @@ mod sagas;
 mod timers;
 mod visibility;
 
-pub use activation::{write_activation, Disarm};
+pub use activation::{write_activation, TimerArm, TimerChanges};
 pub use events::{append_events, load_history, load_history_decoded, HistoryError};
 pub use outbox::{
     claim_outbox_batch, delete_outbox_rows, outbox_len, parked_outbox_rows, record_outbox_failure,
@@ -25,9 +25,8 @@ pub use sagas::{
     NewSaga, SagaRow, SagaUpdate,
 };
 pub use timers::{
-    arm_timer, cancel_step_timers, delete_timer, due_timers, last_heartbeat_details,
-    lock_due_timer, next_fire_at, record_heartbeat, request_resume, request_resume_all_stuck,
-    TimerRow,
+    cancel_step_timers, delete_timer, due_timers, last_heartbeat_details, lock_due_timer,
+    next_fire_at, record_heartbeat, request_resume, request_resume_all_stuck, TimerRow,
 };
 
 pub use dead_letters::{

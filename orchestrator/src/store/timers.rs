@@ -16,30 +16,6 @@ pub struct TimerRow {
     pub fire_at: DateTime<Utc>,
 }
 
-/// Arms the timer `key` of `saga`, or moves it if it is armed already.
-pub async fn arm_timer(
-    tx: &mut PgConnection,
-    saga: SagaId,
-    key: &str,
-    attempt: u32,
-    fire_at: DateTime<Utc>,
-    period_ms: Option<u64>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO timers (saga_id, key, attempt, fire_at, period_ms) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (saga_id, key)
-         DO UPDATE SET attempt = EXCLUDED.attempt, fire_at = EXCLUDED.fire_at, period_ms = EXCLUDED.period_ms",
-    )
-    .bind(saga.0)
-    .bind(key)
-    .bind(attempt as i32)
-    .bind(fire_at)
-    .bind(period_ms.map(|p| i64::try_from(p).unwrap_or(i64::MAX)))
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
 /// Disarms the timers of `step` (its retry wait and timeouts) and forgets its heartbeats.
 pub async fn cancel_step_timers(
     tx: &mut PgConnection,
