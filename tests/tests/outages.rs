@@ -94,7 +94,7 @@ async fn chaos_sagas_finish_once_when_postgresql_connections_are_cut() {
         .fetch_one(&deployment.db)
         .await
         .unwrap();
-    for _ in 0..3 {
+    for round in 0..3 {
         let cut: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
              WHERE datname = $1 AND pid <> pg_backend_pid()) AS t",
@@ -103,7 +103,11 @@ async fn chaos_sagas_finish_once_when_postgresql_connections_are_cut() {
         .fetch_one(&deployment.db)
         .await
         .unwrap();
-        assert!(cut > 0, "no connection of the test database was cut");
+        // Later rounds may find every process still connecting again: nothing to cut then.
+        assert!(
+            cut > 0 || round > 0,
+            "no connection of the test database was cut"
+        );
     }
 
     deployment
