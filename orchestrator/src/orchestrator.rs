@@ -334,7 +334,7 @@ impl Orchestrator {
             max_attempts: config.outbox_max_attempts,
             work_timeout: config.database_timeouts().work,
             connection: connection.clone(),
-            held_connection: None,
+            deletes: Default::default(),
         };
         let stop_relay = CancellationToken::new();
         let mut relay = tokio::spawn(relay.run(stop_relay.clone()));

@@ -100,11 +100,28 @@ pub struct OutboxRelay {
     /// How long a batch may wait on PostgreSQL, its confirms apart (see
     /// [`DatabaseTimeouts::work`](crate::store::DatabaseTimeouts::work)).
     pub work_timeout: Duration,
-    /// The connection the deletes go through, kept between batches: a pooled connection is
-    /// pinged when taken and when given back, two round trips for a batch's one delete. Taken out while in use, so a batch abandoned at its deadline drops it (back to
-    /// the pool, which checks it) instead of keeping a connection in an unknown state.
-    pub(crate) held_connection: Option<PoolConnection<Postgres>>,
+    /// Confirmed rows waiting to be deleted.
+    pub(crate) deletes: PendingDeletes,
 }
+
+/// Confirmed rows are deleted together, at most [`DELETE_DELAY`] after their confirm (at once
+/// when a batch's worth waits): one statement for the rows of several commits. A crash before
+/// the delete only publishes them again, as a lost commit of the delete would (its pool does not
+/// wait for the disk); the delay is far shorter than a row's reservation, so no other relay
+/// takes them meanwhile.
+#[derive(Default)]
+pub(crate) struct PendingDeletes {
+    ids: Vec<i64>,
+    due: Option<tokio::time::Instant>,
+    /// The connection the deletes go through, kept: a pooled connection is pinged when taken
+    /// and when given back, two round trips for one statement. Taken out while in use, so a
+    /// delete abandoned at its deadline drops it (back to the pool, which checks it) instead of
+    /// keeping a connection in an unknown state.
+    connection: Option<PoolConnection<Postgres>>,
+}
+
+/// How long confirmed rows may wait for their delete.
+const DELETE_DELAY: Duration = Duration::from_millis(20);
 
 /// The relay stopped: its broker connection failed.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +145,10 @@ impl OutboxRelay {
     /// connection ends it with an error (the orchestrator connects again).
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), RelayError> {
         let relayed = self.relay_until(shutdown).await;
+        if relayed.is_err() {
+            // The broker went away: what it confirmed is still deleted (else published again).
+            let _ = self.delete_confirmed().await;
+        }
         // Closed here, with nothing in flight on it: a channel still open when its connection
         // closes makes the AMQP client log an error at a clean stop.
         let closing = self.publisher.channel().close(200, "relay stopped");
@@ -142,10 +163,15 @@ impl OutboxRelay {
         let mut poll = tokio::time::interval(self.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let deletes_due = self.deletes.due;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(rows) = committed.recv() => {
                     self.relay_committed(rows, &mut committed, &mut declared).await?
+                }
+                _ = tokio::time::sleep_until(deletes_due.unwrap_or_else(tokio::time::Instant::now)),
+                    if deletes_due.is_some() => {
+                    self.delete_confirmed().await.or_else(database_later)?
                 }
                 _ = poll.tick() => {
                     // First what this process committed: a row waiting here longer than its
@@ -158,7 +184,8 @@ impl OutboxRelay {
         // Everything this process committed has been handed over by now (the consumers stopped).
         self.relay_committed(Vec::new(), &mut committed, &mut declared)
             .await?;
-        self.relay_claimed(&mut declared).await
+        self.relay_claimed(&mut declared).await?;
+        self.delete_confirmed().await.or_else(database_later)
     }
 
     /// Publishes `rows` and every other row this process committed, a batch at a time.
@@ -318,34 +345,47 @@ impl OutboxRelay {
                 }
             }
         }
-        self.delete_published(&published).await?;
+        self.deletes.ids.extend(published);
+        if self.deletes.ids.len() >= self.batch_size as usize {
+            self.delete_confirmed().await?;
+        } else if self.deletes.due.is_none() && !self.deletes.ids.is_empty() {
+            self.deletes.due = Some(tokio::time::Instant::now() + DELETE_DELAY);
+        }
         if broken {
             self.reopen_channel().await?;
         }
         Ok(())
     }
 
-    /// Deletes the rows the broker took, through [`OutboxRelay::held_connection`]; once more on
-    /// a fresh connection if that one fails (it may have died while idle: a database restart).
-    async fn delete_published(&mut self, ids: &[i64]) -> Result<(), RelayError> {
+    /// Deletes the confirmed rows waiting for it, within the work deadline, through the kept
+    /// connection; once more on a fresh one if that fails (it may have died while idle: a
+    /// database restart). Rows whose delete failed are published again later.
+    async fn delete_confirmed(&mut self) -> Result<(), RelayError> {
+        self.deletes.due = None;
+        let ids = std::mem::take(&mut self.deletes.ids);
         if ids.is_empty() {
             return Ok(());
         }
-        if let Some(mut held) = self.held_connection.take() {
-            match store::delete_outbox_rows(&mut *held, ids).await {
-                Ok(()) => {
-                    self.held_connection = Some(held);
-                    return Ok(());
-                }
-                Err(error) => {
-                    tracing::debug!(%error, "the relay's connection failed; taking another")
+        let deleting = async {
+            if let Some(mut kept) = self.deletes.connection.take() {
+                match store::delete_outbox_rows(&mut *kept, &ids).await {
+                    Ok(()) => {
+                        self.deletes.connection = Some(kept);
+                        return Ok(());
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "the relay's connection failed; taking another")
+                    }
                 }
             }
-        }
-        let mut fresh = self.pool.acquire().await?;
-        store::delete_outbox_rows(&mut *fresh, ids).await?;
-        self.held_connection = Some(fresh);
-        Ok(())
+            let mut fresh = self.pool.acquire().await?;
+            store::delete_outbox_rows(&mut *fresh, &ids).await?;
+            self.deletes.connection = Some(fresh);
+            Ok(())
+        };
+        tokio::time::timeout(self.work_timeout, deleting)
+            .await
+            .unwrap_or(Err(RelayError::TimedOut(self.work_timeout)))
     }
 
     /// Sends `rows`, then waits for their confirms (pipelined), at most `confirm_timeout`.
