@@ -154,10 +154,10 @@ impl Processor {
                 }
             }
             let after_commit = batch.commit().await?;
-            Ok::<_, sqlx::Error>(Some((dispositions, after_commit)))
+            Ok::<_, ProcessError>(Some((dispositions, after_commit)))
         });
-        match batched.await {
-            Ok(Ok(Some((dispositions, after_commit)))) => {
+        match batched.await.and_then(|batched| batched) {
+            Ok(Some((dispositions, after_commit))) => {
                 metrics::counter!(telemetry::BATCHES).increment(1);
                 metrics::counter!(telemetry::BATCHED_MESSAGES).increment(dispositions.len() as u64);
                 for after in after_commit {
@@ -170,20 +170,23 @@ impl Processor {
                     .map(|(delivery, disposition)| self.settle(inbound, delivery, Ok(disposition)));
                 futures::future::join_all(settling).await;
             }
-            // A delivery could not be committed with the others, or the commit failed (if it
-            // committed after all, processing again finds duplicates): each on its own.
-            Ok(Ok(None)) | Ok(Err(_)) => {
+            // A delivery could not be committed with the others: each on its own.
+            Ok(None) => {
                 metrics::counter!(telemetry::BATCHES_SPLIT).increment(1);
                 for delivery in deliveries {
                     self.handle(inbound, delivery).await;
                 }
             }
-            Err(timed_out) => {
-                tracing::error!(%timed_out, batch = deliveries.len(), "a batch of messages goes back to the queue");
+            // The database failed the batch as a whole (its begin, its locks, its commit) or
+            // went silent: all go back to the queue after one pause. (If the commit did happen,
+            // processing them again finds duplicates.)
+            Err(error) => {
+                tracing::error!(%error, batch = deliveries.len(), "processing failed; the batch goes back to the queue");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 for delivery in deliveries {
-                    let timed_out = ProcessError::TimedOut(self.work_timeout);
-                    self.settle(inbound, delivery, Err(timed_out)).await;
+                    if let Err(error) = requeue(&delivery).await {
+                        tracing::warn!(%error, "could not settle a delivery");
+                    }
                 }
             }
         }
@@ -263,12 +266,7 @@ impl Processor {
             Ok(Disposition::PutBack(headers)) => self.put_back(&delivery, &queue, headers).await,
             Err(error) => {
                 tracing::error!(%error, queue, "processing failed; the message goes back to the queue");
-                delivery
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..Default::default()
-                    })
-                    .await
+                requeue(&delivery).await
             }
         };
         if let Err(error) = settled {
@@ -361,12 +359,7 @@ impl Processor {
             Ok(()) => delivery.ack(BasicAckOptions::default()).await,
             Err(error) => {
                 tracing::warn!(%error, "could not put the start back; it is redelivered instead");
-                delivery
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..Default::default()
-                    })
-                    .await
+                requeue(delivery).await
             }
         }
     }
@@ -429,4 +422,14 @@ pub(crate) fn unsupported_wire_version(delivery: &Delivery) -> Option<String> {
     sagaflow_contracts::check_content_type(content_type.map(|t| t.as_str()))
         .err()
         .map(|e| e.to_string())
+}
+
+/// Puts `delivery` back in its queue (the broker delivers it again, to any consumer).
+async fn requeue(delivery: &Delivery) -> Result<(), lapin::Error> {
+    delivery
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await
 }
