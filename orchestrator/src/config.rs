@@ -52,8 +52,8 @@ pub struct Config {
     #[arg(long, env = "SAGAFLOW_QUEUE_TYPE", default_value = "quorum")]
     pub queue_type: QueueType,
 
-    /// PostgreSQL connections this process may open. Each message in flight holds one while it
-    /// is processed; more messages than connections wait for one.
+    /// PostgreSQL connections this process may open. Each transaction in flight (one message, or
+    /// a batch of them) holds one; more transactions than connections wait for one.
     #[arg(long, env = "SAGAFLOW_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..))]
     pub db_max_connections: u32,
 
