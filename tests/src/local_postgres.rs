@@ -2,7 +2,7 @@
 //! in a temporary directory: one the test may restart or stop without disturbing the shared
 //! server that other tests use. Dropping it stops the server and deletes its directory.
 //!
-//! The binaries are taken from `SAGAFLOW_POSTGRES_BIN` if set, else from the newest
+//! The binaries are taken from `SAGAFLOW_TEST_PG_BIN` if set, else from the newest
 //! `/usr/lib/postgresql/<version>/bin` (Debian's layout). As root (PostgreSQL refuses to run as
 //! root), the server runs as the `postgres` user through `runuser`.
 
@@ -166,9 +166,10 @@ impl Drop for LocalPostgres {
     }
 }
 
-/// The directory of `initdb` and `pg_ctl`.
-fn postgres_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("SAGAFLOW_POSTGRES_BIN") {
+/// The directory of `initdb`, `pg_ctl` and `postgres`: `SAGAFLOW_TEST_PG_BIN`, else the newest
+/// `/usr/lib/postgresql/<version>/bin`.
+pub(crate) fn postgres_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SAGAFLOW_TEST_PG_BIN") {
         return PathBuf::from(bin);
     }
     let newest = std::fs::read_dir("/usr/lib/postgresql")
@@ -183,7 +184,7 @@ fn postgres_bin() -> PathBuf {
         .max();
     newest.map(|(_, bin)| bin).expect(
         "no PostgreSQL server binaries in /usr/lib/postgresql/<version>/bin: install the \
-         server package or set SAGAFLOW_POSTGRES_BIN to the directory of initdb and pg_ctl",
+         server package or set SAGAFLOW_TEST_PG_BIN to the directory of initdb and pg_ctl",
     )
 }
 

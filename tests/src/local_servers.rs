@@ -4,7 +4,7 @@
 //! ports of 127.0.0.1, and is stopped and its directory removed when dropped (also when the
 //! test panics).
 //!
-//! Binaries: PostgreSQL's from `SAGAFLOW_TEST_PG_BIN` or the newest `/usr/lib/postgresql/*/bin`;
+//! Binaries: PostgreSQL's as for [`LocalPostgres`](crate::LocalPostgres) (`SAGAFLOW_TEST_PG_BIN`);
 //! RabbitMQ's from `SAGAFLOW_TEST_RABBITMQ_BIN` or `/usr/lib/rabbitmq/bin` (Debian's; its
 //! `/usr/sbin` wrappers would switch to the `rabbitmq` user and lose the environment). Run as
 //! root, PostgreSQL runs as the `postgres` user, which must exist.
@@ -133,7 +133,7 @@ impl LocalTlsPostgres {
     /// accepts a TLS connection.
     pub async fn start_tls_only(certs: &TestCertificates) -> LocalTlsPostgres {
         let dir = TempDir::new("sagaflow-pg");
-        let bin = postgres_bin_dir();
+        let bin = crate::local_postgres::postgres_bin();
         // PostgreSQL refuses to run as root, and wants its key file private to its user.
         let user = if unsafe { libc::geteuid() } == 0 {
             Some(system_user("postgres"))
@@ -528,28 +528,6 @@ fn stop_child(child: &mut Child, signal: libc::c_int) {
     }
     let _ = child.kill();
     let _ = child.wait();
-}
-
-fn postgres_bin_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("SAGAFLOW_TEST_PG_BIN") {
-        return dir.into();
-    }
-    let newest = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let version: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let bin = entry.path().join("bin");
-            bin.join("initdb").exists().then_some((version, bin))
-        })
-        .max();
-    match newest {
-        Some((_, bin)) => bin,
-        None => panic!(
-            "no PostgreSQL server binaries in /usr/lib/postgresql/*/bin: install them or set SAGAFLOW_TEST_PG_BIN"
-        ),
-    }
 }
 
 fn rabbitmq_bin_dir() -> PathBuf {
