@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use rand::Rng;
-use sagaflow_e2e::{assert_none_exited, Bin, Deployment, Fault, Service};
+use sagaflow_e2e::{assert_none_exited, Bin, Deployment, Fault, ServerProxies, Service};
 use sagaflow_orchestrator::store::{self, DatabaseTimeouts};
 use tokio::time::Instant;
 
@@ -60,15 +60,33 @@ async fn hold(proxy: &sagaflow_e2e::Proxy, fault: Fault, length: Duration) {
     proxy.set(Fault::Pass);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sagas_finish_once_when_rabbitmq_connections_are_cut_and_blackholed() {
+/// Two orchestrators and the services behind the test's proxies, with short deadlines; payments
+/// published over time (keys `<prefix>-<i>`) while `faults` runs on the proxies; then every saga
+/// must have completed once and no process exited. Returns the deployment (its logs) and the
+/// processes, still running.
+async fn sagas_through(
+    prefix: &str,
+    faults: impl AsyncFnOnce(&Deployment, &ServerProxies),
+) -> (Deployment, Vec<Service>) {
     let mut deployment = Deployment::new().await;
     let proxies = deployment.route_through_proxies().await;
     short_deadlines(&mut deployment);
     let mut running = spawn_all(&mut deployment);
-    let rabbitmq = &proxies.rabbitmq;
+    let (keys, ()) = tokio::join!(
+        deployment.publish_payments_over_time(prefix, SAGAS, BATCH, PACE),
+        faults(&deployment, &proxies)
+    );
+    deployment
+        .assert_payments_completed_once(&keys, RECOVERY)
+        .await;
+    assert_none_exited(&mut running);
+    (deployment, running)
+}
 
-    let faults = async {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sagas_finish_once_when_rabbitmq_connections_are_cut_and_blackholed() {
+    let (_deployment, running) = sagas_through("rabbitmq-faults", async |deployment, proxies| {
+        let rabbitmq = &proxies.rabbitmq;
         let mut done = deployment.wait_for_completions(0, PROGRESS, RECOVERY).await;
         for _ in 0..3 {
             rabbitmq.cut();
@@ -84,16 +102,8 @@ async fn sagas_finish_once_when_rabbitmq_connections_are_cut_and_blackholed() {
         deployment
             .wait_for_completions(done, PROGRESS, RECOVERY)
             .await;
-    };
-    let (keys, ()) = tokio::join!(
-        deployment.publish_payments_over_time("rabbitmq-faults", SAGAS, BATCH, PACE),
-        faults
-    );
-
-    deployment
-        .assert_payments_completed_once(&keys, RECOVERY)
-        .await;
-    assert_none_exited(&mut running);
+    })
+    .await;
     // The faults were real: every process lost its connection (and, completing sagas after,
     // made a new one).
     for service in &running {
@@ -108,13 +118,8 @@ async fn sagas_finish_once_when_rabbitmq_connections_are_cut_and_blackholed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sagas_finish_once_when_postgresql_connections_are_cut_and_delayed() {
-    let mut deployment = Deployment::new().await;
-    let proxies = deployment.route_through_proxies().await;
-    short_deadlines(&mut deployment);
-    let mut running = spawn_all(&mut deployment);
-    let postgres = &proxies.postgres;
-
-    let faults = async {
+    sagas_through("postgres-faults", async |deployment, proxies| {
+        let postgres = &proxies.postgres;
         let mut done = deployment.wait_for_completions(0, PROGRESS, RECOVERY).await;
         // A saga takes a few dozen round trips to PostgreSQL: fewer of them complete under delay.
         for delay in [10, 40] {
@@ -135,16 +140,8 @@ async fn sagas_finish_once_when_postgresql_connections_are_cut_and_delayed() {
                 .wait_for_completions(done, PROGRESS, RECOVERY)
                 .await;
         }
-    };
-    let (keys, ()) = tokio::join!(
-        deployment.publish_payments_over_time("postgres-faults", SAGAS, BATCH, PACE),
-        faults
-    );
-
-    deployment
-        .assert_payments_completed_once(&keys, RECOVERY)
-        .await;
-    assert_none_exited(&mut running);
+    })
+    .await;
 }
 
 // Named `chaos_*`: it runs alone, after the suite (inside it, its leftover server sessions could
@@ -154,30 +151,16 @@ async fn sagas_finish_once_when_postgresql_connections_are_cut_and_delayed() {
 // abandoned four works (the pool's size) over the two stalls stayed exhausted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_sagas_finish_once_when_open_postgresql_connections_go_silent() {
-    let mut deployment = Deployment::new().await;
-    let proxies = deployment.route_through_proxies().await;
-    short_deadlines(&mut deployment);
-    let mut running = spawn_all(&mut deployment);
-    let postgres = &proxies.postgres;
-
-    let faults = async {
+    sagas_through("postgres-silent", async |deployment, proxies| {
         let mut done = deployment.wait_for_completions(0, PROGRESS, RECOVERY).await;
         for _ in 0..2 {
-            postgres.stall_open();
+            proxies.postgres.stall_open();
             done = deployment
                 .wait_for_completions(done, PROGRESS, RECOVERY)
                 .await;
         }
-    };
-    let (keys, ()) = tokio::join!(
-        deployment.publish_payments_over_time("postgres-silent", SAGAS, BATCH, PACE),
-        faults
-    );
-
-    deployment
-        .assert_payments_completed_once(&keys, RECOVERY)
-        .await;
-    assert_none_exited(&mut running);
+    })
+    .await;
 }
 
 /// The mechanism under the test above, alone: a unit of work abandoned at its deadline because
